@@ -1,0 +1,158 @@
+"""Engine speed: sonify's NumPy backend (full telemetry) against Hugging Face transformers.
+
+    python benchmarks/bench_engine.py [--tokens 64] [--models gpt2-124m,smollm-135m,default]
+
+For each model shape, the same weights run in both, one after the other, each in its own
+process (so peak memory is per contender): batch 1, KV cache, float32, greedy decoding.
+transformers runs eager attention with ``output_attentions=True, output_hidden_states=True``
+(what it needs to expose what sonify reports); sonify runs ``Engine.generate`` and builds
+every Frame. The 124M shape is bound by memory traffic, so the machine's bound is printed
+too: weight bytes read per token over the measured matrix-vector bandwidth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+
+SHAPES = {
+    "gpt2-124m": ("gpt2", dict(n_embd=768, n_layer=12, n_head=12, n_positions=1024, vocab_size=50257)),
+    "smollm-135m": (
+        "llama",
+        dict(
+            hidden_size=576,
+            intermediate_size=1536,
+            num_hidden_layers=30,
+            num_attention_heads=9,
+            num_key_value_heads=3,
+            head_dim=64,
+            max_position_embeddings=2048,
+            vocab_size=49152,
+            tie_word_embeddings=True,
+            rope_theta=10000.0,
+        ),
+    ),
+}
+PROMPT_IDS = [11, 40, 7, 200, 31, 5, 90, 150]
+
+
+def build_shape(name: str, folder: Path) -> Path:
+    import checkpoints
+    import torch
+    import transformers as tf
+
+    kind, params = SHAPES[name]
+    torch.manual_seed(0)
+    if kind == "gpt2":
+        model = tf.GPT2LMHeadModel(tf.GPT2Config(bos_token_id=0, eos_token_id=0, **params))
+    else:
+        model = tf.LlamaForCausalLM(tf.LlamaConfig(bos_token_id=0, eos_token_id=0, **params))
+    model.save_pretrained(folder, safe_serialization=True)
+    checkpoints.build_tokenizer(folder)
+    return folder
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker_sonify(folder: str, tokens: int) -> dict:
+    from sonify import Engine, SamplerSettings, load_model
+
+    model = load_model(folder)
+    engine = Engine(model)
+    greedy = SamplerSettings(temperature=0)
+    list(engine.generate("", max_tokens=4, sampler=greedy, stop_at_eos=False))  # warm up
+    start = time.perf_counter()
+    frames = list(engine.generate(PROMPT_IDS, max_tokens=tokens, sampler=greedy, stop_at_eos=False))
+    elapsed = time.perf_counter() - start
+    assert len(frames) == len(PROMPT_IDS) + tokens
+    return {"tokens_per_s": tokens / elapsed, "peak_rss_mb": peak_rss_mb(), "weight_bytes": model.decoder.weights.nbytes()}
+
+
+def worker_transformers(folder: str, tokens: int) -> dict:
+    import torch
+    import transformers as tf
+
+    model = tf.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager").eval()
+
+    def run(n: int) -> None:
+        ids = torch.tensor([[0, *PROMPT_IDS]])
+        out = model(ids, use_cache=True, output_attentions=True, output_hidden_states=True)
+        for _ in range(n):
+            nxt = out.logits[0, -1].argmax().view(1, 1)
+            out = model(nxt, past_key_values=out.past_key_values, use_cache=True, output_attentions=True, output_hidden_states=True)
+
+    with torch.inference_mode():
+        run(4)  # warm up
+        start = time.perf_counter()
+        run(tokens)
+        elapsed = time.perf_counter() - start
+    return {"tokens_per_s": tokens / elapsed, "peak_rss_mb": peak_rss_mb()}
+
+
+def gemv_bandwidth_gbps(megabytes: int = 512, repeats: int = 8) -> float:
+    """Bytes per second a float32 matrix-vector product streams through (the decode pattern)."""
+    import numpy as np
+
+    rows = megabytes * 1024 * 1024 // 4 // 4096
+    w = np.random.default_rng(0).standard_normal((rows, 4096), dtype=np.float32)
+    x = np.ones(rows, dtype=np.float32)
+    x @ w
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        x @ w
+        best = min(best, time.perf_counter() - start)
+    return w.nbytes / best / 1e9
+
+
+def run_worker(kind: str, folder: Path, tokens: int) -> dict:
+    cmd = [sys.executable, __file__, "--worker", kind, "--folder", str(folder), "--tokens", str(tokens)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--models", default="gpt2-124m,smollm-135m,default")
+    parser.add_argument("--worker", choices=["sonify", "transformers"], help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        work = worker_sonify if args.worker == "sonify" else worker_transformers
+        print(json.dumps(work(args.folder, args.tokens)))
+        return
+
+    from sonify.checkpoint import DEFAULT_MODEL_DIR
+
+    bandwidth = gemv_bandwidth_gbps()
+    print(f"matrix-vector bandwidth here: {bandwidth:.1f} GB/s (float32 gemv over 512 MB)")
+    print(f"{'model':14s} {'sonify tok/s':>13s} {'transformers':>13s} {'ratio':>6s} {'sonify MB':>10s} {'trf MB':>8s} {'bound tok/s':>12s} {'of bound':>9s}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models.split(","):
+            folder = DEFAULT_MODEL_DIR if name == "default" else build_shape(name, Path(tmp) / name)
+            ours = run_worker("sonify", folder, args.tokens)
+            theirs = run_worker("transformers", folder, args.tokens)
+            bound = bandwidth * 1e9 / ours["weight_bytes"]
+            print(
+                f"{name:14s} {ours['tokens_per_s']:13.1f} {theirs['tokens_per_s']:13.1f} "
+                f"{ours['tokens_per_s'] / theirs['tokens_per_s']:5.2f}x {ours['peak_rss_mb']:10.0f} {theirs['peak_rss_mb']:8.0f} "
+                f"{bound:12.1f} {ours['tokens_per_s'] / bound:8.0%}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""The decoder in NumPy: float32, a preallocated KV cache, attention computed explicitly.
+
+Attention probabilities of every layer are written into one (layers, heads, queries,
+keys) buffer, so the telemetry is reduced with a handful of stacked array operations per
+forward call instead of per-layer Python work.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.special import expit
+
+from ..models.common import Architecture, DecoderWeights
+from ..telemetry import attention_summaries
+from .base import DecoderOutput
+
+
+class KVCache:
+    """Keys and values of the tokens in the current window, for every layer."""
+
+    def __init__(self, arch: Architecture, window: int):
+        shape = (arch.num_layers, arch.num_kv_heads, window, arch.head_dim)
+        self.keys = np.zeros(shape, dtype=np.float32)
+        self.values = np.zeros(shape, dtype=np.float32)
+        self.length = 0
+
+    def reset(self) -> None:
+        self.length = 0
+
+
+# ufunc reductions: ndarray.mean costs several microseconds of Python per call, which
+# adds up over layers for small models.
+def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, eps: float) -> np.ndarray:
+    inv_n = np.float32(1.0 / x.shape[-1])
+    centred = x - np.add.reduce(x, axis=-1, keepdims=True) * inv_n
+    out = centred / np.sqrt(np.add.reduce(centred * centred, axis=-1, keepdims=True) * inv_n + eps) * weight
+    return out + bias if bias is not None else out
+
+
+def _rms_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, eps: float) -> np.ndarray:
+    inv_n = np.float32(1.0 / x.shape[-1])
+    return x / np.sqrt(np.add.reduce(x * x, axis=-1, keepdims=True) * inv_n + eps) * weight
+
+
+def _gelu_tanh(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1.0 + np.tanh(np.float32(math.sqrt(2.0 / math.pi)) * (x + np.float32(0.044715) * x * x * x)))
+
+
+class NumpyDecoder:
+    """One model's forward pass in NumPy; see :class:`sonify.backends.base.DecoderOutput`."""
+
+    name = "numpy"
+
+    def __init__(self, arch: Architecture, weights: DecoderWeights, window: int):
+        self.arch = arch
+        self.weights = weights
+        self.window = window
+        self._norm = _layer_norm if arch.norm == "layernorm" else _rms_norm
+        self._scale = np.float32(1.0 / math.sqrt(arch.head_dim))
+        if arch.position == "rope":
+            angles = np.outer(np.arange(window, dtype=np.float64), arch.inv_freq())
+            self._cos = np.cos(angles).astype(np.float32)
+            self._sin = np.sin(angles).astype(np.float32)
+
+    def new_cache(self) -> KVCache:
+        return KVCache(self.arch, self.window)
+
+    def _rope(self, x: np.ndarray, start: int) -> np.ndarray:
+        """Rotate (tokens, heads, head_dim) by position, in Hugging Face's rotate-half layout."""
+        t, half = x.shape[0], x.shape[-1] // 2
+        cos = self._cos[start : start + t, None, :]
+        sin = self._sin[start : start + t, None, :]
+        x1, x2 = x[..., :half], x[..., half:]
+        return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+
+    def forward(self, token_ids: np.ndarray, cache: KVCache, details: bool = False) -> DecoderOutput:
+        """Run ``token_ids`` (appended after the cached tokens) through the model."""
+        arch, w = self.arch, self.weights
+        n_tok, start = len(token_ids), cache.length
+        end = start + n_tok
+        if end > self.window:
+            raise ValueError(f"{end} tokens exceed the window of {self.window}")
+        heads, kv_heads, hd = arch.num_heads, arch.num_kv_heads, arch.head_dim
+        rep, eps = heads // kv_heads, arch.norm_eps
+        q_end, k_end = heads * hd, (heads + kv_heads) * hd
+
+        x = w.embed[token_ids]
+        if w.positions is not None:
+            x = x + w.positions[start:end]
+        residuals = np.empty((arch.num_layers + 1, n_tok, arch.hidden_size), dtype=np.float32)
+        residuals[0] = x
+        probs = np.empty((arch.num_layers, heads, n_tok, end), dtype=np.float32)
+        mask = None
+        if n_tok > 1:  # causal mask for the new queries against all keys in the window
+            visible = np.arange(end)[None, :] <= (start + np.arange(n_tok))[:, None]
+            mask = np.tile(np.where(visible, 0.0, -np.inf).astype(np.float32), (rep, 1))
+
+        for layer_index, layer in enumerate(w.layers):
+            h = self._norm(x, layer.attn_norm, layer.attn_norm_bias, eps)
+            qkv = h @ layer.qkv
+            if layer.qkv_bias is not None:
+                qkv += layer.qkv_bias
+            if arch.position == "rope":  # queries and keys rotated together, in one call
+                qk = self._rope(qkv[:, :k_end].reshape(n_tok, heads + kv_heads, hd), start)
+                q, k = qk[:, :heads], qk[:, heads:]
+            else:
+                q = qkv[:, :q_end].reshape(n_tok, heads, hd)
+                k = qkv[:, q_end:k_end].reshape(n_tok, kv_heads, hd)
+            v = qkv[:, k_end:].reshape(n_tok, kv_heads, hd)
+            cache.keys[layer_index, :, start:end] = k.transpose(1, 0, 2)
+            cache.values[layer_index, :, start:end] = v.transpose(1, 0, 2)
+            keys = cache.keys[layer_index, :, :end]
+            grouped_q = q.transpose(1, 0, 2).reshape(kv_heads, rep * n_tok, hd)
+            p = probs[layer_index].reshape(kv_heads, rep * n_tok, end)
+            np.matmul(grouped_q, keys.transpose(0, 2, 1), out=p)
+            p *= self._scale
+            if mask is not None:
+                p += mask
+            p -= p.max(-1, keepdims=True)
+            np.exp(p, out=p)
+            p /= p.sum(-1, keepdims=True)
+            attended = p @ cache.values[layer_index, :, :end]  # (kv_heads, rep * tokens, hd)
+            attended = attended.reshape(heads, n_tok, hd).transpose(1, 0, 2).reshape(n_tok, heads * hd)
+            x = x + attended @ layer.out
+            if layer.out_bias is not None:
+                x += layer.out_bias
+            h = self._norm(x, layer.mlp_norm, layer.mlp_norm_bias, eps)
+            u = h @ layer.up
+            if layer.up_bias is not None:
+                u += layer.up_bias
+            if arch.mlp == "swiglu":
+                gate, up = u[:, : arch.intermediate_size], u[:, arch.intermediate_size :]
+                act = gate * expit(gate) * up
+            else:
+                act = _gelu_tanh(u)
+            x = x + act @ layer.down
+            if layer.down_bias is not None:
+                x += layer.down_bias
+            residuals[layer_index + 1] = x
+        cache.length = end
+
+        final = self._norm(x, w.final_norm, w.final_norm_bias, eps)
+        logits = final @ w.lm_head
+
+        # Telemetry, stacked over layers and heads: (layers, heads, tokens).
+        head_entropy, head_distance, head_focus = attention_summaries(probs, np.arange(start, end))
+        norms = np.linalg.norm(residuals, axis=-1)
+        updates = np.linalg.norm(np.diff(residuals, axis=0), axis=-1)
+        return DecoderOutput(
+            logits=logits,
+            final_hidden=final,
+            head_entropy=head_entropy,
+            head_distance=head_distance,
+            head_focus=head_focus,
+            layer_norm=norms[1:],
+            layer_update=updates,
+            attention=probs if details else None,
+            hidden_states=residuals if details else None,
+        )

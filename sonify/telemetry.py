@@ -1,0 +1,57 @@
+"""Per-token reductions of the next-token distribution and of the attention weights.
+
+These are plain functions of arrays, so they can be checked by hand on tiny inputs.
+Entropies are in nats.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import entr
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Log-probabilities along the last axis, computed stably in float64."""
+    z = logits.astype(np.float64)
+    z -= z.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def entropy(logprobs: np.ndarray) -> np.ndarray:
+    """Shannon entropy (nats) of the distributions given as log-probabilities."""
+    return -(np.exp(logprobs) * logprobs).sum(-1)
+
+
+def rank_of(logprobs: np.ndarray, token_id: int) -> int:
+    """1 for the most likely token, 2 for the runner-up, and so on (ties share the better rank)."""
+    return int((logprobs > logprobs[token_id]).sum()) + 1
+
+
+def top_tokens(logprobs: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """The k most likely token ids with their probabilities, most likely first."""
+    k = min(k, logprobs.shape[-1])
+    if k <= 0:
+        return []
+    idx = np.argpartition(-logprobs, k - 1)[:k]
+    idx = idx[np.lexsort((idx, -logprobs[idx]))]
+    return [(int(i), float(np.exp(logprobs[i]))) for i in idx]
+
+
+def attention_summaries(weights: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Entropy, look-back distance and focus of attention rows.
+
+    ``weights`` is (..., queries, keys), each row a distribution over the keys of the
+    window with the keys a query cannot see at zero; ``positions`` holds each query's
+    position in the window (query i sees keys 0..positions[i]). Returns three arrays of
+    shape (..., queries):
+
+    - entropy normalised to 0..1 by log(visible keys); a query that sees one key has 0;
+    - mean distance in tokens from the query back to the keys it attends to;
+    - focus, the largest single weight.
+    """
+    positions = np.asarray(positions, dtype=weights.dtype)
+    visible = positions + 1
+    norm = np.where(visible > 1, np.log(visible), 1.0).astype(weights.dtype)
+    entropy_ = entr(weights).sum(-1) / norm
+    distance = positions - weights @ np.arange(weights.shape[-1], dtype=weights.dtype)
+    return entropy_, distance, weights.max(-1)

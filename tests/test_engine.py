@@ -1,0 +1,113 @@
+"""The engine's stream: reading, generating, the sliding window, determinism."""
+
+import numpy as np
+import pytest
+from checkpoints import TEXT
+
+from sonify import Engine, SamplerSettings, SonifyError, load_model
+from sonify.telemetry import log_softmax
+from sonify.evaluation import text_nats, window_schedule
+
+LONG = TEXT * 3
+
+
+@pytest.fixture(scope="module")
+def llama(checkpoint_dir):
+    return checkpoint_dir("llama")
+
+
+def test_read_frames_cover_the_text_exactly(llama):
+    model = load_model(llama)
+    frames = list(Engine(model).read(TEXT))
+    assert [f.token_id for f in frames] == model.tokenizer.encode(TEXT)
+    assert "".join(f.text for f in frames) == TEXT
+    assert [f.index for f in frames] == list(range(len(frames)))
+    assert {f.mode for f in frames} == {"read"}
+    f = frames[5]
+    layers, heads = model.arch.num_layers, model.arch.num_heads
+    assert len(f.attention.entropy) == layers and len(f.attention.head_entropy[0]) == heads
+    assert len(f.layers.norm) == layers and len(f.embedding) == 3
+    assert all(0.0 <= e <= 1.0 + 1e-6 for e in f.attention.entropy)
+    assert f.context == 6  # the start token and five tokens before it
+    assert np.isclose(f.attention.entropy[0], np.mean(f.attention.head_entropy[0]))
+
+
+@pytest.mark.parametrize("window", [16, 24])
+def test_sliding_window_matches_fresh_windows(llama, window):
+    """Past the window the oldest tokens fall off; each prediction equals a fresh run over its window."""
+    model = load_model(llama, window=window)
+    frames = list(Engine(model).read(LONG))
+    tokens = model.tokenizer.encode(LONG)
+    assert len(tokens) > 5 * window and len(frames) == len(tokens)
+    assert "".join(f.text for f in frames) == LONG
+    seq = [model.start_token(), *tokens]
+    for s, e, first in window_schedule(len(tokens), window):
+        logits = model.decoder.forward(np.array(seq[s:e]), model.decoder.new_cache()).logits
+        logprobs = log_softmax(logits)
+        for target in range(first, e + 1):
+            frame = frames[target - 1]
+            assert abs(frame.logprob - logprobs[target - 1 - s, seq[target]]) < 1e-4
+            assert frame.context == target - s
+    assert max(f.context for f in frames) == window
+
+
+def test_generation_is_deterministic_and_continues_past_the_window(llama):
+    model = load_model(llama, window=16)
+    settings = SamplerSettings(temperature=1.0, top_p=0.95)
+    run = lambda seed: list(Engine(model).generate("Shall I", max_tokens=60, sampler=settings, seed=seed, stop_at_eos=False))  # noqa: E731
+    a, b, c = run(4), run(4), run(5)
+    assert a == b
+    assert [f.token_id for f in a] != [f.token_id for f in c]
+    prompt = model.tokenizer.encode("Shall I")
+    assert [f.mode for f in a] == ["read"] * len(prompt) + ["generated"] * 60
+    assert "".join(f.text for f in a) == model.tokenizer.decode([f.token_id for f in a])
+
+
+def test_generation_continues_the_prompt_like_reading(llama):
+    """A generated frame's prediction equals reading the same tokens."""
+    model = load_model(llama)
+    gen = list(Engine(model).generate("Shall I", max_tokens=10, sampler=SamplerSettings(temperature=0), stop_at_eos=False))
+    read = list(Engine(model).read_ids([f.token_id for f in gen]))
+    assert [f.token_id for f in read] == [f.token_id for f in gen]
+    for g, r in zip(gen, read):
+        assert abs(g.logprob - r.logprob) < 1e-4 and abs(g.entropy - r.entropy) < 1e-4
+        assert g.rank == r.rank
+        np.testing.assert_allclose(g.attention.entropy, r.attention.entropy, atol=1e-4)
+    assert all(f.rank == 1 for f in gen if f.mode == "generated")  # greedy
+
+
+def test_generation_stops_at_end_of_text(llama):
+    model = load_model(llama)
+    eos = model.arch.eos_token_ids[0]
+    frames = []
+    for seed in range(40):  # a random model emits end-of-text now and then
+        frames = list(Engine(model).generate("", max_tokens=40, sampler=SamplerSettings(temperature=1.5), seed=seed))
+        if frames and frames[-1].token_id == eos:
+            break
+    assert frames[-1].token_id == eos and frames[-1].text == ""
+    assert all(f.token_id != eos for f in frames[:-1])
+
+
+def test_alternatives_are_listed_most_likely_first(llama):
+    frames = list(Engine(load_model(llama), alternatives=4).read("Shall I compare"))
+    for f in frames:
+        probs = [p for _, p in f.top]
+        assert len(f.top) == 4 and probs == sorted(probs, reverse=True)
+        assert np.isclose(probs[0], np.exp(f.logprob)) == (f.rank == 1)
+
+
+def test_empty_inputs(llama):
+    engine = Engine(load_model(llama))
+    with pytest.raises(SonifyError, match="empty"):
+        list(engine.read(""))
+    with pytest.raises(SonifyError, match="str"):
+        list(engine.read(b"bytes"))
+    assert len(list(engine.generate("", max_tokens=0))) == 0
+    with pytest.raises(SonifyError, match="outside the vocabulary"):
+        list(engine.read_ids([1, 10**6]))
+
+
+def test_text_nats_equals_the_engines_reading(llama):
+    model = load_model(llama, window=16)
+    frames = list(Engine(model).read(LONG))
+    assert abs(text_nats(model, LONG, chunk=5) + sum(f.logprob for f in frames)) < 1e-3

@@ -1,0 +1,149 @@
+"""Our NumPy decoder against Hugging Face transformers (eager attention) on the same folders."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from checkpoints import TEXT, load_reference
+
+from sonify import Engine, load_model
+from sonify.safetensors_io import SafetensorsFile
+
+FAMILIES = {
+    "gpt2": ("gpt2", {}),
+    "llama-gqa-untied": ("llama", {}),
+    "llama3-rope-scaling": (
+        "llama",
+        {
+            "rope_scaling": {
+                "rope_type": "llama3",
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 16,
+            }
+        },
+    ),
+    "llama-tied-biases": ("llama", {"tie_word_embeddings": True, "attention_bias": True, "mlp_bias": True}),
+    "qwen2-biases": ("qwen2", {}),
+    "mistral": ("mistral", {}),
+}
+
+
+def reference_outputs(folder, ids):
+    ref = load_reference(folder)
+    with torch.no_grad():
+        out = ref(torch.tensor(ids[None]), output_attentions=True, output_hidden_states=True)
+    return out
+
+
+def relative_error(ours, ref):
+    return float(np.abs(ours - ref).max() / np.abs(ref).max())
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_logits_attention_hidden_states_match_transformers(checkpoint_dir, name):
+    kind, overrides = FAMILIES[name]
+    folder = checkpoint_dir(kind, **overrides)
+    model = load_model(folder)
+    if "rope_scaling" in overrides:  # the scaled frequencies must really be in use on our side
+        assert dict(model.arch.rope_scaling)["rope_type"] == "llama3"
+        assert not np.allclose(model.arch.inv_freq(), 1.0 / 5000.0 ** (np.arange(0, 16, 2) / 16))
+    ids = np.array([0, *model.tokenizer.encode(TEXT)[:47]])
+    ref = reference_outputs(folder, ids)
+    out = model.decoder.forward(ids, model.decoder.new_cache(), details=True)
+
+    assert relative_error(out.logits, ref.logits[0].numpy()) <= 1e-4
+    layers = model.arch.num_layers
+    for layer in range(layers):
+        np.testing.assert_allclose(out.attention[layer], ref.attentions[layer][0].numpy(), atol=1e-5)
+        np.testing.assert_allclose(out.hidden_states[layer], ref.hidden_states[layer][0].numpy(), rtol=1e-4, atol=1e-4)
+    # transformers' last hidden state is taken after the final norm.
+    np.testing.assert_allclose(out.final_hidden, ref.hidden_states[layers][0].numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama-gqa-untied", "qwen2-biases"])
+def test_cached_decoding_equals_uncached(checkpoint_dir, name):
+    kind, overrides = FAMILIES[name]
+    model = load_model(checkpoint_dir(kind, **overrides))
+    ids = np.array([0, *model.tokenizer.encode(TEXT)[:40]])
+    whole = model.decoder.forward(ids, model.decoder.new_cache())
+    cache = model.decoder.new_cache()
+    steps = [model.decoder.forward(ids[i : i + 1], cache) for i in range(len(ids))]
+    chunks_cache = model.decoder.new_cache()
+    chunks = [model.decoder.forward(ids[i : i + 7], chunks_cache) for i in range(0, len(ids), 7)]
+    for parts in (steps, chunks):
+        np.testing.assert_allclose(np.concatenate([p.logits for p in parts]), whole.logits, rtol=1e-4, atol=1e-4)
+        for field in ("head_entropy", "head_distance", "head_focus"):
+            np.testing.assert_allclose(np.concatenate([getattr(p, field) for p in parts], axis=2), getattr(whole, field), atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama-gqa-untied", "qwen2-biases"])
+def test_frame_entropy_and_logprob_match_transformers(checkpoint_dir, name):
+    kind, overrides = FAMILIES[name]
+    folder = checkpoint_dir(kind, **overrides)
+    model = load_model(folder)
+    frames = list(Engine(model).read(TEXT[:120]))
+    ids = np.array([0, *[f.token_id for f in frames]])
+    logits = reference_outputs(folder, ids[:-1]).logits[0].double()
+    logp = torch.log_softmax(logits, -1).numpy()
+    for i, frame in enumerate(frames):
+        assert abs(frame.logprob - logp[i, frame.token_id]) <= 1e-4
+        assert abs(frame.entropy - float(-(np.exp(logp[i]) * logp[i]).sum())) <= 1e-4
+        assert frame.rank == int((logp[i] > logp[i, frame.token_id]).sum()) + 1
+
+
+def _rewrite(src, dst, rename=lambda k: k, convert=lambda a: a, extra_config=None):
+    """Copy a checkpoint folder, renaming keys and converting tensors."""
+    from safetensors.numpy import save_file
+
+    dst.mkdir()
+    f = SafetensorsFile(src / "model.safetensors")
+    save_file({rename(k): np.ascontiguousarray(convert(f.float32(k))) for k in f.keys()}, str(dst / "model.safetensors"))
+    config = json.loads((src / "config.json").read_text())
+    config.update(extra_config or {})
+    (dst / "config.json").write_text(json.dumps(config))
+    (dst / "tokenizer.json").write_text((src / "tokenizer.json").read_text())
+    return dst
+
+
+def test_gpt2_hub_key_layout(checkpoint_dir, tmp_path):
+    """The hub's original GPT-2 files have no 'transformer.' prefix."""
+    src = checkpoint_dir("gpt2")
+    dst = _rewrite(src, tmp_path / "hub", rename=lambda k: k.removeprefix("transformer."))
+    ids = np.array([0, 5, 17, 99, 3])
+    a = load_model(src).decoder.forward(ids, load_model(src).decoder.new_cache()).logits
+    m = load_model(dst)
+    np.testing.assert_array_equal(m.decoder.forward(ids, m.decoder.new_cache()).logits, a)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_weights(checkpoint_dir, tmp_path, dtype):
+    """float16 / bfloat16 files load and agree with transformers on the same rounded weights."""
+    src = checkpoint_dir("llama")
+    ref = load_reference(src).to(getattr(torch, dtype))
+    ref.save_pretrained(tmp_path / dtype, safe_serialization=True)
+    (tmp_path / dtype / "tokenizer.json").write_text((src / "tokenizer.json").read_text())
+    assert {SafetensorsFile(tmp_path / dtype / "model.safetensors").dtype_name(k) for k in ["lm_head.weight"]} == {
+        {"float16": "F16", "bfloat16": "BF16"}[dtype]
+    }
+    model = load_model(tmp_path / dtype)
+    ids = np.array([0, 5, 17, 99, 3, 42, 7])
+    ours = model.decoder.forward(ids, model.decoder.new_cache()).logits
+    theirs = load_reference(tmp_path / dtype)(torch.tensor(ids[None])).logits[0].detach().numpy()
+    assert relative_error(ours, theirs) <= 1e-4
+
+
+def test_sharded_checkpoint(checkpoint_dir, tmp_path):
+    src = checkpoint_dir("llama")
+    ref = load_reference(src)
+    ref.save_pretrained(tmp_path / "sharded", safe_serialization=True, max_shard_size="60KB")
+    (tmp_path / "sharded" / "tokenizer.json").write_text((src / "tokenizer.json").read_text())
+    assert (tmp_path / "sharded" / "model.safetensors.index.json").is_file()
+    assert len(list((tmp_path / "sharded").glob("*.safetensors"))) > 1
+    ids = np.array([0, 5, 17, 99, 3])
+    a, b = load_model(src), load_model(tmp_path / "sharded")
+    np.testing.assert_array_equal(
+        a.decoder.forward(ids, a.decoder.new_cache()).logits, b.decoder.forward(ids, b.decoder.new_cache()).logits
+    )
