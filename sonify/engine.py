@@ -166,7 +166,8 @@ class Engine:
         ``last``: nothing follows these tokens, so the text decoder flushes at the end."""
         pos = 0
         while pos < len(tokens):
-            n = min(self.chunk, len(tokens) - pos)
+            room = self.model.window - run.cache.length  # fill the window exactly, then slide
+            n = min(self.chunk, len(tokens) - pos, room if room > 0 else self.chunk)
             feed = [run.last, *tokens[pos : pos + n - 1]]
             start = self._make_room(run, len(feed))
             out = self.model.decoder.forward(np.array(feed), run.cache)

@@ -32,7 +32,7 @@ def test_read_frames_cover_the_text_exactly(llama):
     assert np.isclose(f.attention.entropy[0], np.mean(f.attention.head_entropy[0]))
 
 
-@pytest.mark.parametrize("window", [16, 24])
+@pytest.mark.parametrize("window", [16, 21, 24])
 def test_sliding_window_matches_fresh_windows(llama, window):
     """Past the window the oldest tokens fall off; each prediction equals a fresh run over its window."""
     model = load_model(llama, window=window)
