@@ -1,6 +1,6 @@
-"""Engine speed: sonify's NumPy backend (full telemetry) against Hugging Face transformers.
+"""Engine speed: sonify (full telemetry) against Hugging Face transformers and mlx-lm.
 
-    python benchmarks/bench_engine.py [--tokens 64] [--models gpt2-124m,smollm-135m,default]
+    python benchmarks/bench_engine.py [--tokens 64] [--models gpt2-124m,smollm-135m,default] [--mlx]
 
 For each model shape, the same weights run in both, one after the other, each in its own
 process (so peak memory is per contender): batch 1, KV cache, float32, greedy decoding.
@@ -8,6 +8,10 @@ transformers runs eager attention with ``output_attentions=True, output_hidden_s
 (what it needs to expose what sonify reports); sonify runs ``Engine.generate`` and builds
 every Frame. The 124M shape is bound by memory traffic, so the machine's bound is printed
 too: weight bytes read per token over the measured matrix-vector bandwidth.
+
+With ``--mlx`` it also runs sonify's MLX backend against mlx-lm (which computes no
+telemetry) on the same folder and prints that ratio; on Apple Silicon the goal is 0.8x,
+on Linux CPU (MLX's reference BLAS) the figure is only reported.
 """
 
 from __future__ import annotations
@@ -66,10 +70,10 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def worker_sonify(folder: str, tokens: int) -> dict:
+def worker_sonify(folder: str, tokens: int, backend: str = "numpy") -> dict:
     from sonify import Engine, SamplerSettings, load_model
 
-    model = load_model(folder)
+    model = load_model(folder, backend=backend)
     engine = Engine(model)
     greedy = SamplerSettings(temperature=0)
     list(engine.generate("", max_tokens=4, sampler=greedy, stop_at_eos=False))  # warm up
@@ -101,6 +105,25 @@ def worker_transformers(folder: str, tokens: int) -> dict:
     return {"tokens_per_s": tokens / elapsed, "peak_rss_mb": peak_rss_mb()}
 
 
+def worker_mlx_lm(folder: str, tokens: int) -> dict:
+    import mlx.core as mx
+    from mlx_lm import load
+    from mlx_lm.generate import generate_step
+
+    model, _ = load(folder)
+    prompt = mx.array([0, *PROMPT_IDS])
+
+    def run(n: int) -> None:
+        for _, _ in zip(range(n), generate_step(prompt, model, sampler=lambda lp: mx.argmax(lp, axis=-1))):
+            pass
+
+    run(4)  # warm up
+    start = time.perf_counter()
+    run(tokens)
+    elapsed = time.perf_counter() - start
+    return {"tokens_per_s": tokens / elapsed, "peak_rss_mb": peak_rss_mb()}
+
+
 def gemv_bandwidth_gbps(megabytes: int = 512, repeats: int = 8) -> float:
     """Bytes per second a float32 matrix-vector product streams through (the decode pattern)."""
     import numpy as np
@@ -127,11 +150,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--models", default="gpt2-124m,smollm-135m,default")
-    parser.add_argument("--worker", choices=["sonify", "transformers"], help=argparse.SUPPRESS)
+    parser.add_argument("--mlx", action="store_true", help="also compare sonify's MLX backend with mlx-lm")
+    parser.add_argument("--worker", choices=["sonify", "sonify-mlx", "transformers", "mlx-lm"], help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        work = worker_sonify if args.worker == "sonify" else worker_transformers
+        work = {
+            "sonify": worker_sonify,
+            "sonify-mlx": lambda folder, tokens: worker_sonify(folder, tokens, backend="mlx"),
+            "transformers": worker_transformers,
+            "mlx-lm": worker_mlx_lm,
+        }[args.worker]
         print(json.dumps(work(args.folder, args.tokens)))
         return
 
@@ -140,9 +169,12 @@ def main() -> None:
     bandwidth = gemv_bandwidth_gbps()
     print(f"matrix-vector bandwidth here: {bandwidth:.1f} GB/s (float32 gemv over 512 MB)")
     print(f"{'model':14s} {'sonify tok/s':>13s} {'transformers':>13s} {'ratio':>6s} {'sonify MB':>10s} {'trf MB':>8s} {'bound tok/s':>12s} {'of bound':>9s}")
+    mlx_rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             folder = DEFAULT_MODEL_DIR if name == "default" else build_shape(name, Path(tmp) / name)
+            if args.mlx:
+                mlx_rows.append((name, run_worker("sonify-mlx", folder, args.tokens), run_worker("mlx-lm", folder, args.tokens)))
             ours = run_worker("sonify", folder, args.tokens)
             theirs = run_worker("transformers", folder, args.tokens)
             bound = bandwidth * 1e9 / ours["weight_bytes"]
@@ -152,6 +184,10 @@ def main() -> None:
                 f"{bound:12.1f} {ours['tokens_per_s'] / bound:8.0%}",
                 flush=True,
             )
+    if mlx_rows:
+        print(f"\n{'model':14s} {'sonify mlx':>11s} {'mlx-lm':>8s} {'ratio':>6s}   (tokens/s; mlx-lm computes no telemetry)")
+        for name, ours, theirs in mlx_rows:
+            print(f"{name:14s} {ours['tokens_per_s']:11.1f} {theirs['tokens_per_s']:8.1f} {ours['tokens_per_s'] / theirs['tokens_per_s']:5.2f}x")
 
 
 if __name__ == "__main__":

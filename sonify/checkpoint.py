@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import SonifyError
+from .quantized import QuantizedLinear, module_settings
 from .safetensors_io import SafetensorsFile
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
@@ -114,10 +115,17 @@ def read_config(folder: Path) -> dict:
 
 @dataclass
 class CheckpointTensors:
-    """Every tensor of a checkpoint, across shards, read lazily by name."""
+    """Every tensor of a checkpoint, across shards, read lazily by name.
+
+    MLX-quantized weights are dequantized by :meth:`get`; with ``keep_quantized`` (a
+    backend that computes on them natively), :meth:`linear` and :meth:`embedding` return
+    them as :class:`QuantizedLinear` instead.
+    """
 
     folder: Path
     files: list[SafetensorsFile]
+    quantization: dict | None = None
+    keep_quantized: bool = False
     _where: dict[str, SafetensorsFile] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -131,8 +139,34 @@ class CheckpointTensors:
     def keys(self) -> list[str]:
         return list(self._where)
 
+    def is_quantized(self, name: str) -> bool:
+        return name.endswith(".weight") and name.removesuffix(".weight") + ".scales" in self._where
+
+    def quantized(self, name: str) -> QuantizedLinear:
+        module = name.removesuffix(".weight")
+        if self.quantization is None:
+            raise SonifyError(f"{self.folder}: {module} is quantized but config.json has no 'quantization' block")
+        group_size, bits = module_settings(self.quantization, module)
+        return QuantizedLinear(
+            self.raw(name).view(np.uint32), self.get(module + ".scales"), self.get(module + ".biases"), group_size, bits
+        )
+
+    def linear(self, name: str) -> np.ndarray | QuantizedLinear:
+        """A linear layer's (out, in) weight: dense as (in, out) float32, or kept quantized."""
+        if self.is_quantized(name) and self.keep_quantized:
+            return self.quantized(name)
+        return self.get(name).T
+
+    def embedding(self, name: str) -> np.ndarray | QuantizedLinear:
+        """An embedding table (vocab, hidden): dense float32, or kept quantized."""
+        if self.is_quantized(name) and self.keep_quantized:
+            return self.quantized(name)
+        return self.get(name)
+
     def get(self, name: str) -> np.ndarray:
-        """The tensor as float32; a clear error when the checkpoint lacks it."""
+        """The tensor as float32 (dequantized if stored quantized); a clear error when missing."""
+        if self.is_quantized(name):
+            return self.quantized(name).dequantize()
         if name not in self._where:
             raise SonifyError(f"{self.folder}: weight {name!r} is missing from the safetensors files; the checkpoint is incomplete")
         return self._where[name].float32(name)
@@ -153,7 +187,7 @@ class CheckpointTensors:
         return h.hexdigest()
 
 
-def open_tensors(folder: Path) -> CheckpointTensors:
+def open_tensors(folder: Path, quantization: dict | None = None, keep_quantized: bool = False) -> CheckpointTensors:
     """Open the checkpoint's safetensors files (single, sharded by index, or several)."""
     index = folder / "model.safetensors.index.json"
     if index.is_file():
@@ -178,4 +212,4 @@ def open_tensors(folder: Path) -> CheckpointTensors:
                 + _CONVERT_HINT.format(d=folder)
             )
         raise SonifyError(f"{folder} holds no model.safetensors; a checkpoint folder needs its weights in safetensors format")
-    return CheckpointTensors(folder, [SafetensorsFile(p) for p in paths])
+    return CheckpointTensors(folder, [SafetensorsFile(p) for p in paths], quantization, keep_quantized)

@@ -6,10 +6,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .backends import create_decoder
+from .backends import create_decoder, resolve_backend
 from .checkpoint import DEFAULT_MODEL_DIR, CheckpointTensors, open_tensors, read_config, resolve_model_dir
 from .errors import SonifyError
 from .models import Architecture, build_architecture, load_decoder_weights
+from .quantized import quantization_settings
 from .text import TextTokenizer
 
 DEFAULT_WINDOW = 2048
@@ -78,7 +79,8 @@ def load_model(
     config = read_config(folder)
     arch = build_architecture(config, where=str(folder / "config.json"))
     tokenizer = TextTokenizer(folder)
-    tensors = open_tensors(folder)
+    backend = resolve_backend(backend)
+    tensors = open_tensors(folder, quantization_settings(config), keep_quantized=backend == "mlx")
     weights = load_decoder_weights(arch, tensors, config)
     if tokenizer.vocab_size > arch.vocab_size:
         raise SonifyError(

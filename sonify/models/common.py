@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import SonifyError
+from ..quantized import QuantizedLinear
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,11 @@ class DecoderWeights:
     lm_head: np.ndarray  # (hidden, vocab); a transposed view of ``embed`` when tied
 
     def nbytes(self) -> int:
-        """Bytes read per token: every weight once (a tied head counts once more)."""
-        total = self.embed.nbytes + self.lm_head.nbytes + self.final_norm.nbytes
+        """Bytes a decoding step streams from memory: every layer weight and the output head.
+
+        The embedding table counts only through the head (a step gathers one row of it).
+        """
+        total = self.lm_head.nbytes + self.final_norm.nbytes
         for layer in self.layers:
             total += sum(getattr(layer, f.name).nbytes for f in fields(layer) if getattr(layer, f.name) is not None)
         return total
@@ -123,12 +127,20 @@ def scale_inv_freq(inv_freq: np.ndarray, scaling: dict) -> np.ndarray:
     raise SonifyError(f"config.json: rope scaling type {kind!r} is not supported (supported: default, linear, llama3)")
 
 
+def linear_shape(weight: object) -> tuple[int, ...]:
+    """(in, out) of a dense (in, out) array or of a quantized (out, in) weight."""
+    if isinstance(weight, QuantizedLinear):
+        return (weight.in_features, weight.out_features)
+    return weight.shape
+
+
 def check_shapes(arch: Architecture, weights: DecoderWeights, folder: object) -> None:
     """Reject weights whose shapes disagree with config.json, naming the first mismatch."""
     d, hd, inner = arch.hidden_size, arch.head_dim, arch.intermediate_size
     qkv = (arch.num_heads + 2 * arch.num_kv_heads) * hd
     up = 2 * inner if arch.mlp == "swiglu" else inner
-    expected = {"embed": (weights.embed, (arch.vocab_size, d)), "lm_head": (weights.lm_head, (d, arch.vocab_size))}
+    embed_shape = (d, arch.vocab_size) if isinstance(weights.embed, QuantizedLinear) else (arch.vocab_size, d)
+    expected = {"embed": (weights.embed, embed_shape), "lm_head": (weights.lm_head, (d, arch.vocab_size))}
     if weights.positions is not None:
         expected["positions"] = (weights.positions[: arch.max_positions], (arch.max_positions, d))
     for i, layer in enumerate(weights.layers):
@@ -137,5 +149,5 @@ def check_shapes(arch: Architecture, weights: DecoderWeights, folder: object) ->
         expected[f"layer {i} up"] = (layer.up, (d, up))
         expected[f"layer {i} down"] = (layer.down, (inner, d))
     for name, (array, shape) in expected.items():
-        if array.shape != shape:
+        if linear_shape(array) != shape:
             raise SonifyError(f"{folder}: {name} weight has shape {array.shape}, config.json implies {shape}; config and weights do not match")

@@ -71,6 +71,8 @@ def architecture(config: dict) -> Architecture:
 
 
 def load_weights(arch: Architecture, tensors: CheckpointTensors, config: dict) -> DecoderWeights:
+    if tensors.quantization is not None:
+        raise SonifyError(f"{tensors.folder}: quantized GPT-2 checkpoints are not supported; use the unquantized model")
     prefix = "transformer." if "transformer.wte.weight" in tensors else ""
 
     def get(name: str):

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..checkpoint import CheckpointTensors
 from ..errors import SonifyError
+from ..quantized import QuantizedLinear
 from .common import Architecture, DecoderWeights, LayerWeights, config_value, token_ids
 
 # model_type -> (q/k/v biases by default, tied embeddings by default)
@@ -120,8 +121,13 @@ def architecture(config: dict) -> Architecture:
 def load_weights(arch: Architecture, tensors: CheckpointTensors, config: dict) -> DecoderWeights:
     args = ModelArgs.from_config(config)
 
-    def linear(name: str) -> np.ndarray:
-        return tensors.get(name).T
+    def fused(*names: str) -> np.ndarray | QuantizedLinear:
+        """Projections side by side (q|k|v, gate|up): kept quantized only if all of them are."""
+        parts = [tensors.linear(n) for n in names]
+        if all(isinstance(p, QuantizedLinear) for p in parts):
+            return QuantizedLinear.stack(parts)
+        dense = [p.dequantize().T if isinstance(p, QuantizedLinear) else p for p in parts]
+        return np.ascontiguousarray(np.concatenate(dense, axis=1))
 
     def bias(name: str, present: bool) -> np.ndarray | None:
         return tensors.get(name) if present or name in tensors else None
@@ -136,23 +142,23 @@ def load_weights(arch: Architecture, tensors: CheckpointTensors, config: dict) -
             LayerWeights(
                 attn_norm=tensors.get(p + "input_layernorm.weight"),
                 attn_norm_bias=None,
-                qkv=np.ascontiguousarray(np.concatenate([linear(a + f"{n}_proj.weight") for n in "qkv"], axis=1)),
+                qkv=fused(*(a + f"{n}_proj.weight" for n in "qkv")),
                 qkv_bias=np.concatenate(biases) if all(b is not None for b in biases) else None,
-                out=np.ascontiguousarray(linear(a + "o_proj.weight")),
+                out=fused(a + "o_proj.weight"),
                 out_bias=bias(a + "o_proj.bias", args.o_bias),
                 mlp_norm=tensors.get(p + "post_attention_layernorm.weight"),
                 mlp_norm_bias=None,
-                up=np.ascontiguousarray(np.concatenate([linear(m + "gate_proj.weight"), linear(m + "up_proj.weight")], axis=1)),
+                up=fused(m + "gate_proj.weight", m + "up_proj.weight"),
                 up_bias=np.concatenate(up_biases) if all(b is not None for b in up_biases) else None,
-                down=np.ascontiguousarray(linear(m + "down_proj.weight")),
+                down=fused(m + "down_proj.weight"),
                 down_bias=bias(m + "down_proj.bias", args.mlp_bias),
             )
         )
-    embed = tensors.get("model.embed_tokens.weight")
+    embed = tensors.embedding("model.embed_tokens.weight")
     if "lm_head.weight" in tensors and not args.tie_word_embeddings:
-        lm_head = np.ascontiguousarray(linear("lm_head.weight"))
-    else:
-        lm_head = embed.T
+        lm_head = fused("lm_head.weight")
+    else:  # tied: the head is the embedding table, applied transposed
+        lm_head = embed if isinstance(embed, QuantizedLinear) else embed.T
     return DecoderWeights(
         embed=embed,
         positions=None,
