@@ -168,7 +168,9 @@ def main() -> None:
 
     bandwidth = gemv_bandwidth_gbps()
     print(f"matrix-vector bandwidth here: {bandwidth:.1f} GB/s (float32 gemv over 512 MB)")
-    print(f"{'model':14s} {'sonify tok/s':>13s} {'transformers':>13s} {'ratio':>6s} {'sonify MB':>10s} {'trf MB':>8s} {'bound tok/s':>12s} {'of bound':>9s}")
+    print(
+        f"{'model':14s} {'sonify tok/s':>13s} {'transformers':>13s} {'ratio':>6s} {'sonify MB':>10s} {'trf MB':>8s} {'bound tok/s':>12s} {'of bound':>9s}"
+    )
     mlx_rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
@@ -187,7 +189,9 @@ def main() -> None:
     if mlx_rows:
         print(f"\n{'model':14s} {'sonify mlx':>11s} {'mlx-lm':>8s} {'ratio':>6s}   (tokens/s; mlx-lm computes no telemetry)")
         for name, ours, theirs in mlx_rows:
-            print(f"{name:14s} {ours['tokens_per_s']:11.1f} {theirs['tokens_per_s']:8.1f} {ours['tokens_per_s'] / theirs['tokens_per_s']:5.2f}x")
+            print(
+                f"{name:14s} {ours['tokens_per_s']:11.1f} {theirs['tokens_per_s']:8.1f} {ours['tokens_per_s'] / theirs['tokens_per_s']:5.2f}x"
+            )
 
 
 if __name__ == "__main__":

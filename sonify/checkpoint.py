@@ -25,7 +25,7 @@ from .safetensors_io import SafetensorsFile
 DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _CONVERT_HINT = (
-    "convert it once with: python -c \"from transformers import AutoModelForCausalLM as M; "
+    'convert it once with: python -c "from transformers import AutoModelForCausalLM as M; '
     "M.from_pretrained('{d}').save_pretrained('{d}', safe_serialization=True)\""
 )
 
@@ -83,7 +83,9 @@ def resolve_model_dir(spec: str | os.PathLike | None) -> Path:
         for cache in hf_cache_dirs():
             if (cache / repo).is_dir() and (snap := _snapshot_of(cache / repo)):
                 return snap
-        raise SonifyError(f"model {spec} is not in the local Hugging Face cache ({hf_cache_dirs()[-1]}); sonify never downloads: pass a local folder")
+        raise SonifyError(
+            f"model {spec} is not in the local Hugging Face cache ({hf_cache_dirs()[-1]}); sonify never downloads: pass a local folder"
+        )
     raise SonifyError(f"model folder {path} does not exist")
 
 
@@ -173,9 +175,6 @@ class CheckpointTensors:
 
     def raw(self, name: str) -> np.ndarray:
         return self._where[name].raw(name)
-
-    def dtype_name(self, name: str) -> str:
-        return self._where[name].dtype_name(name)
 
     def digest(self) -> str:
         """A SHA-256 over the weight files, the identity of this checkpoint's weights."""

@@ -48,8 +48,10 @@ def _read_text(source: str) -> tuple[str, str]:
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", metavar="DIR", help="checkpoint folder, HF cache folder or cached hub id (default: the shipped model)")
-    g.add_argument("--backend", default="auto", help="auto | numpy (default: auto)")
+    g.add_argument(
+        "--model", metavar="DIR", help="checkpoint folder, HF cache folder or cached hub id (default: the shipped model)"
+    )
+    g.add_argument("--backend", default="auto", help="auto | numpy | mlx (default: auto = MLX on Apple Silicon, else NumPy)")
     g.add_argument("--window", type=int, metavar="N", help="context window in tokens (default: the model's, at most 2048)")
     g.add_argument("--threads", type=int, metavar="N", help="BLAS threads (default: all cores)")
 
@@ -87,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(trace)
     _add_sampler_args(trace)
 
-    sub.add_parser("models", help="list the models found on this machine", description="List the shipped model and the local HF cache.")
+    sub.add_parser(
+        "models", help="list the models found on this machine", description="List the shipped model and the local HF cache."
+    )
     return parser
 
 

@@ -38,7 +38,7 @@ class AttentionStats:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "AttentionStats":
+    def from_dict(cls, d: dict[str, Any]) -> AttentionStats:
         heads = d["heads"]
         return cls(
             entropy=tuple(d["entropy"]),
@@ -61,7 +61,7 @@ class LayerStats:
         return {"norm": list(self.norm), "update": list(self.update)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "LayerStats":
+    def from_dict(cls, d: dict[str, Any]) -> LayerStats:
         return cls(norm=tuple(d["norm"]), update=tuple(d["update"]))
 
 
@@ -110,7 +110,7 @@ class Frame:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Frame":
+    def from_dict(cls, d: dict[str, Any]) -> Frame:
         return cls(
             index=int(d["index"]),
             token_id=int(d["token_id"]),

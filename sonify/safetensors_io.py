@@ -58,7 +58,9 @@ class SafetensorsFile:
             except (KeyError, TypeError, ValueError):
                 raise SonifyError(f"{self.path}: tensor {name!r} has a malformed header entry; re-export the file") from None
             if dtype not in _DTYPES:
-                raise SonifyError(f"{self.path}: tensor {name!r} has dtype {dtype}, which sonify cannot read (use float32, float16 or bfloat16)")
+                raise SonifyError(
+                    f"{self.path}: tensor {name!r} has dtype {dtype}, which sonify cannot read (use float32, float16 or bfloat16)"
+                )
             if end - start != int(np.prod(shape, dtype=np.int64)) * _DTYPES[dtype].itemsize or self._data_start + end > size:
                 raise SonifyError(f"{self.path}: tensor {name!r} lies outside the file (truncated download?); re-download it")
             self._entries[name] = (dtype, shape, start, end)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ class Trace:
         return path
 
     @classmethod
-    def read(cls, path: str | os.PathLike) -> "Trace":
+    def read(cls, path: str | os.PathLike) -> Trace:
         path = Path(path)
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
@@ -53,7 +52,7 @@ class Trace:
         except ValueError:
             raise SonifyError(f"{path}:1 is not JSON; is this a sonify trace (.jsonl)?") from None
         if not isinstance(header, dict) or header.get("format") != FORMAT:
-            raise SonifyError(f"{path} is not a sonify trace (its first line has no \"format\": \"{FORMAT}\")")
+            raise SonifyError(f'{path} is not a sonify trace (its first line has no "format": "{FORMAT}")')
         if header.get("version") != VERSION:
             raise SonifyError(f"{path} is trace version {header.get('version')}; this sonify reads version {VERSION}")
         header = {k: v for k, v in header.items() if k not in ("format", "version")}
@@ -69,7 +68,3 @@ class Trace:
 
     def text(self) -> str:
         return "".join(f.text for f in self.frames)
-
-    def extend(self, frames: Iterable[Frame]) -> "Trace":
-        self.frames.extend(frames)
-        return self

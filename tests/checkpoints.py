@@ -23,7 +23,10 @@ def build_tokenizer(folder: Path) -> None:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+        vocab_size=VOCAB,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     tok.train_from_iterator([TEXT * 4], trainer=trainer)
     tok.save(str(folder / "tokenizer.json"))
@@ -58,7 +61,7 @@ def build(kind: str, folder: Path, **overrides) -> Path:
         config = cls_config(**{**common, **params, **overrides})
         model = cls_model(config)
     with torch.no_grad():  # perturb norms and biases so that none is trivially one or zero
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             if p.dim() == 1:
                 p.add_(torch.randn_like(p) * 0.1)
     folder.mkdir(parents=True, exist_ok=True)

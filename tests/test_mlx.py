@@ -18,7 +18,12 @@ if not mlx_available():
 
 import mlx.core as mx  # noqa: E402
 
-FAMILIES = {"gpt2": ("gpt2", {}), "llama-gqa-untied": ("llama", {}), "qwen2-biases": ("qwen2", {}), "llama-tied": ("llama", {"tie_word_embeddings": True})}
+FAMILIES = {
+    "gpt2": ("gpt2", {}),
+    "llama-gqa-untied": ("llama", {}),
+    "qwen2-biases": ("qwen2", {}),
+    "llama-tied": ("llama", {"tie_word_embeddings": True}),
+}
 
 
 def assert_frames_agree(a, b):

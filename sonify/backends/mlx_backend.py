@@ -53,9 +53,7 @@ class _Linear:
     def rows(self, ids: mx.array) -> mx.array:
         """Rows of an embedding table stored as this weight (quantized: (vocab, hidden))."""
         if self.quantized:
-            return mx.dequantize(
-                self.packed[ids], self.scales[ids], self.biases[ids], group_size=self.group_size, bits=self.bits
-            )
+            return mx.dequantize(self.packed[ids], self.scales[ids], self.biases[ids], group_size=self.group_size, bits=self.bits)
         return self.weight[ids]
 
 

@@ -150,4 +150,6 @@ def check_shapes(arch: Architecture, weights: DecoderWeights, folder: object) ->
         expected[f"layer {i} down"] = (layer.down, (inner, d))
     for name, (array, shape) in expected.items():
         if linear_shape(array) != shape:
-            raise SonifyError(f"{folder}: {name} weight has shape {array.shape}, config.json implies {shape}; config and weights do not match")
+            raise SonifyError(
+                f"{folder}: {name} weight has shape {array.shape}, config.json implies {shape}; config and weights do not match"
+            )

@@ -27,7 +27,7 @@ class ModelArgs:
     eos_token_ids: tuple[int, ...]
 
     @classmethod
-    def from_config(cls, config: dict) -> "ModelArgs":
+    def from_config(cls, config: dict) -> ModelArgs:
         act = config.get("activation_function", "gelu_new")
         if act not in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
             raise SonifyError(f"config.json: GPT-2 activation {act!r} is not supported (supported: gelu_new)")

@@ -46,7 +46,7 @@ class ModelArgs:
     eos_token_ids: tuple[int, ...]
 
     @classmethod
-    def from_config(cls, config: dict) -> "ModelArgs":
+    def from_config(cls, config: dict) -> ModelArgs:
         model_type = config.get("model_type", "llama")
         qkv_default, tie_default = MODEL_TYPES[model_type]
         act = config.get("hidden_act", "silu")
