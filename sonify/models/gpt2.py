@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..checkpoint import CheckpointTensors
 from ..errors import SonifyError
-from .common import Architecture, DecoderWeights, LayerWeights, config_value, token_ids
+from .common import Architecture, DecoderWeights, LayerWeights, config_value, tied_head, token_ids
 
 
 @dataclass(frozen=True)
@@ -97,8 +99,10 @@ def load_weights(arch: Architecture, tensors: CheckpointTensors, config: dict) -
                 down_bias=get(p + "mlp.c_proj.bias"),
             )
         )
-    embed = get("wte.weight")
-    lm_head = tensors.get("lm_head.weight").T.copy() if "lm_head.weight" in tensors else embed.T
+    if "lm_head.weight" in tensors:
+        embed, lm_head = get("wte.weight"), np.ascontiguousarray(tensors.get("lm_head.weight").T)
+    else:
+        embed, lm_head = tied_head(get("wte.weight"))
     return DecoderWeights(
         embed=embed,
         positions=get("wpe.weight"),

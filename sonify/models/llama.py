@@ -14,7 +14,7 @@ import numpy as np
 from ..checkpoint import CheckpointTensors
 from ..errors import SonifyError
 from ..quantized import QuantizedLinear
-from .common import Architecture, DecoderWeights, LayerWeights, config_value, token_ids
+from .common import Architecture, DecoderWeights, LayerWeights, config_value, tied_head, token_ids
 
 # model_type -> (q/k/v biases by default, tied embeddings by default)
 MODEL_TYPES = {
@@ -157,8 +157,10 @@ def load_weights(arch: Architecture, tensors: CheckpointTensors, config: dict) -
     embed = tensors.embedding("model.embed_tokens.weight")
     if "lm_head.weight" in tensors and not args.tie_word_embeddings:
         lm_head = fused("lm_head.weight")
-    else:  # tied: the head is the embedding table, applied transposed
-        lm_head = embed if isinstance(embed, QuantizedLinear) else embed.T
+    elif isinstance(embed, QuantizedLinear):  # tied and quantized: (vocab, hidden), applied transposed
+        lm_head = embed
+    else:
+        embed, lm_head = tied_head(embed)
     return DecoderWeights(
         embed=embed,
         positions=None,
