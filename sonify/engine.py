@@ -19,7 +19,7 @@ from .errors import SonifyError
 from .frame import AttentionStats, Frame, LayerStats, Mode
 from .model import LanguageModel
 from .sampling import SamplerSettings, apply_repetition_penalty, make_sampler
-from .telemetry import entropy, log_softmax, rank_of, top_tokens
+from .telemetry import log_softmax, log_softmax_entropy, rank_of, top_tokens
 from .text import IncrementalDecoder
 
 EMBEDDING_DIMS = 3
@@ -104,14 +104,16 @@ class Engine:
             out = self.model.decoder.forward(np.array([run.last]), run.cache)
             run.context.append(run.last)
             logits = out.logits[0]
-            logprobs = log_softmax(logits)
+            logprobs, entropy = log_softmax_entropy(logits)
             if settings.repetition_penalty != 1.0:
                 recent = run.context[-settings.repetition_context :]
                 chosen = sample(log_softmax(apply_repetition_penalty(logits, recent, settings.repetition_penalty)), rng)
             else:
                 chosen = sample(logprobs, rng)
             stop = stop_at_eos and chosen in eos
-            yield self._frame(run, out, 0, logprobs, chosen, "generated", start, final=stop or step == max_tokens - 1)
+            yield self._frame(
+                run, out, 0, logprobs, float(entropy), chosen, "generated", start, final=stop or step == max_tokens - 1
+            )
             if stop:
                 return
             run.last = chosen
@@ -172,10 +174,10 @@ class Engine:
             start = self._make_room(run, len(feed))
             out = self.model.decoder.forward(np.array(feed), run.cache)
             run.context.extend(feed)
-            logprobs = log_softmax(out.logits)
+            logprobs, entropies = log_softmax_entropy(out.logits)
             for j in range(n):
                 final = last and pos + j == len(tokens) - 1
-                yield self._frame(run, out, j, logprobs[j], tokens[pos + j], "read", start, final=final)
+                yield self._frame(run, out, j, logprobs[j], float(entropies[j]), tokens[pos + j], "read", start, final=final)
             run.last = tokens[pos + n - 1]
             pos += n
 
@@ -186,7 +188,16 @@ class Engine:
         return piece
 
     def _frame(
-        self, run: _Run, out, j: int, logprobs: np.ndarray, token: int, mode: Mode, start: int, final: bool = False
+        self,
+        run: _Run,
+        out,
+        j: int,
+        logprobs: np.ndarray,
+        entropy: float,
+        token: int,
+        mode: Mode,
+        start: int,
+        final: bool = False,
     ) -> Frame:
         he, hd, hf = out.head_entropy[:, :, j], out.head_distance[:, :, j], out.head_focus[:, :, j]
         frame = Frame(
@@ -195,7 +206,7 @@ class Engine:
             text=run.decoder.step(int(token), final=final),
             mode=mode,
             logprob=float(logprobs[token]),
-            entropy=float(entropy(logprobs)),
+            entropy=entropy,
             rank=rank_of(logprobs, token),
             top=tuple((self._piece(t), p) for t, p in top_tokens(logprobs, self.alternatives)),
             attention=AttentionStats(

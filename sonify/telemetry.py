@@ -17,6 +17,21 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(-1, keepdims=True))
 
 
+def log_softmax_entropy(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Log-probabilities and entropy (nats) along the last axis from one ``exp``.
+
+    With z = logits - max and s = sum(exp z): log p = z - log s and
+    H = log s - sum(exp(z) * z) / s. Decoding calls this on the whole vocabulary for
+    every token, so computing the exponentials once matters.
+    """
+    z = logits.astype(np.float64)
+    z -= z.max(-1, keepdims=True)
+    e = np.exp(z)
+    total = e.sum(-1, keepdims=True)
+    log_total = np.log(total)
+    return z - log_total, (log_total - (e * z).sum(-1, keepdims=True) / total)[..., 0]
+
+
 def entropy(logprobs: np.ndarray) -> np.ndarray:
     """Shannon entropy (nats) of the distributions given as log-probabilities."""
     return -(np.exp(logprobs) * logprobs).sum(-1)

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from sonify.telemetry import attention_summaries, entropy, log_softmax, rank_of, top_tokens
+from sonify.telemetry import attention_summaries, entropy, log_softmax, log_softmax_entropy, rank_of, top_tokens
 
 
 def test_entropy_of_known_distributions():
@@ -53,3 +53,12 @@ def test_attention_summaries_with_offset_and_stacked_axes():
     np.testing.assert_allclose(ent[:, 0, 0], [0.0, 1.0], atol=1e-6)
     np.testing.assert_allclose(dist[:, 0, 0], [0.0, 1.5], atol=1e-6)
     np.testing.assert_allclose(focus[:, 0, 0], [1.0, 0.25])
+
+
+def test_log_softmax_entropy_in_one_pass_equals_the_two_step_form():
+    logits = np.random.default_rng(1).standard_normal((4, 1000)).astype(np.float32) * 5
+    logprobs, entropies = log_softmax_entropy(logits)
+    np.testing.assert_allclose(logprobs, log_softmax(logits), atol=1e-12)
+    np.testing.assert_allclose(entropies, entropy(log_softmax(logits)), rtol=1e-12)
+    _, h = log_softmax_entropy(np.log(np.array([0.7, 0.2, 0.1])))
+    assert math.isclose(float(h), 0.8018185525433373, rel_tol=1e-12)

@@ -34,20 +34,53 @@ class KVCache:
 
 # ufunc reductions: ndarray.mean costs several microseconds of Python per call, which
 # adds up over layers for small models.
-def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, eps: float) -> np.ndarray:
+def _layer_norm(x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, eps: float) -> np.ndarray:
     inv_n = np.float32(1.0 / x.shape[-1])
     centred = x - np.add.reduce(x, axis=-1, keepdims=True) * inv_n
-    out = centred / np.sqrt(np.add.reduce(centred * centred, axis=-1, keepdims=True) * inv_n + eps) * weight
+    out = centred / np.sqrt(np.add.reduce(centred * centred, axis=-1, keepdims=True) * inv_n + eps)
+    if weight is not None:
+        out *= weight
     return out + bias if bias is not None else out
 
 
-def _rms_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, eps: float) -> np.ndarray:
+def _rms_norm(x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, eps: float) -> np.ndarray:
     inv_n = np.float32(1.0 / x.shape[-1])
-    return x / np.sqrt(np.add.reduce(x * x, axis=-1, keepdims=True) * inv_n + eps) * weight
+    out = x / np.sqrt(np.add.reduce(x * x, axis=-1, keepdims=True) * inv_n + eps)
+    if weight is not None:
+        out *= weight
+    return out
 
 
 def _gelu_tanh(x: np.ndarray) -> np.ndarray:
     return 0.5 * x * (1.0 + np.tanh(np.float32(math.sqrt(2.0 / math.pi)) * (x + np.float32(0.044715) * x * x * x)))
+
+
+def _fold_into_matrices(arch: Architecture, weights: DecoderWeights) -> None:
+    """Fold per-layer constants into the matrices, in place, to save work on every token.
+
+    A norm's gain g and bias b before a matrix W: (x^ * g + b) W = x^ (g W) + b W, so each
+    block's two norms become parameter-free; the attention scale 1/sqrt(head_dim) moves into
+    the query columns (RoPE is linear, so it commutes). The weights belong to this decoder
+    alone (each load builds its own), which is why changing them in place is safe.
+    """
+    q_cols = arch.num_heads * arch.head_dim
+    scale = np.float32(1.0 / math.sqrt(arch.head_dim))
+    for layer in weights.layers:
+        for norm, norm_bias, matrix, bias in (
+            ("attn_norm", "attn_norm_bias", "qkv", "qkv_bias"),
+            ("mlp_norm", "mlp_norm_bias", "up", "up_bias"),
+        ):
+            gain, shift, w = getattr(layer, norm), getattr(layer, norm_bias), getattr(layer, matrix)
+            folded_bias = getattr(layer, bias)
+            if shift is not None:
+                folded_bias = shift @ w + (folded_bias if folded_bias is not None else 0.0)
+            w *= gain[:, None]
+            setattr(layer, bias, folded_bias)
+            setattr(layer, norm, np.ones_like(gain))
+            setattr(layer, norm_bias, None)
+        layer.qkv[:, :q_cols] *= scale
+        if layer.qkv_bias is not None:
+            layer.qkv_bias[:q_cols] *= scale
 
 
 class NumpyDecoder:
@@ -60,7 +93,7 @@ class NumpyDecoder:
         self.weights = weights
         self.window = window
         self._norm = _layer_norm if arch.norm == "layernorm" else _rms_norm
-        self._scale = np.float32(1.0 / math.sqrt(arch.head_dim))
+        _fold_into_matrices(arch, weights)
         if arch.position == "rope":
             angles = np.outer(np.arange(window, dtype=np.float64), arch.inv_freq())
             self._cos = np.cos(angles).astype(np.float32)
@@ -100,7 +133,7 @@ class NumpyDecoder:
             mask = np.tile(np.where(visible, 0.0, -np.inf).astype(np.float32), (rep, 1))
 
         for layer_index, layer in enumerate(w.layers):
-            h = self._norm(x, layer.attn_norm, layer.attn_norm_bias, eps)
+            h = self._norm(x, None, None, eps)  # gain and bias are folded into layer.qkv
             qkv = h @ layer.qkv
             if layer.qkv_bias is not None:
                 qkv += layer.qkv_bias
@@ -116,8 +149,7 @@ class NumpyDecoder:
             keys = cache.keys[layer_index, :, :end]
             grouped_q = q.transpose(1, 0, 2).reshape(kv_heads, rep * n_tok, hd)
             p = probs[layer_index].reshape(kv_heads, rep * n_tok, end)
-            np.matmul(grouped_q, keys.transpose(0, 2, 1), out=p)
-            p *= self._scale
+            np.matmul(grouped_q, keys.transpose(0, 2, 1), out=p)  # the 1/sqrt(d) scale is in the queries
             if mask is not None:
                 p += mask
             p -= p.max(-1, keepdims=True)
@@ -128,7 +160,7 @@ class NumpyDecoder:
             x = x + attended @ layer.out
             if layer.out_bias is not None:
                 x += layer.out_bias
-            h = self._norm(x, layer.mlp_norm, layer.mlp_norm_bias, eps)
+            h = self._norm(x, None, None, eps)  # folded into layer.up
             u = h @ layer.up
             if layer.up_bias is not None:
                 u += layer.up_bias
