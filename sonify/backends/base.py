@@ -27,3 +27,16 @@ class DecoderOutput:
     layer_update: np.ndarray
     attention: np.ndarray | None = None
     hidden_states: np.ndarray | None = None
+
+
+def rope_tables(inv_freq: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin of every (position, frequency) angle in the window, float32 (window, head_dim / 2)."""
+    angles = np.outer(np.arange(window, dtype=np.float64), inv_freq)
+    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+
+
+def causal_mask(start: int, n_tokens: int, repeats: int) -> np.ndarray:
+    """Additive mask (0 or -inf) of ``n_tokens`` new queries at ``start`` against every key of
+    the window so far, tiled ``repeats`` times down the rows (the heads sharing a key head)."""
+    visible = np.arange(start + n_tokens)[None, :] <= (start + np.arange(n_tokens))[:, None]
+    return np.tile(np.where(visible, 0.0, -np.inf).astype(np.float32), (repeats, 1))

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..models.common import Architecture, DecoderWeights
 from ..quantized import QuantizedLinear
-from .base import DecoderOutput
+from .base import DecoderOutput, causal_mask, rope_tables
 
 
 class MlxKVCache:
@@ -97,9 +97,7 @@ class MlxDecoder:
         ]
         self._scale = 1.0 / math.sqrt(arch.head_dim)
         if arch.position == "rope":
-            angles = np.outer(np.arange(window, dtype=np.float64), arch.inv_freq())
-            self._cos = mx.array(np.cos(angles).astype(np.float32))
-            self._sin = mx.array(np.sin(angles).astype(np.float32))
+            self._cos, self._sin = (mx.array(t) for t in rope_tables(arch.inv_freq(), window))
         self._key_index = mx.arange(window, dtype=mx.float32)
 
     def new_cache(self) -> MlxKVCache:
@@ -137,8 +135,7 @@ class MlxDecoder:
         residuals, probs = [x], []
         mask = None
         if n_tok > 1:
-            visible = np.arange(end)[None, :] <= (start + np.arange(n_tok))[:, None]
-            mask = mx.array(np.tile(np.where(visible, 0.0, -np.inf).astype(np.float32), (rep, 1)))
+            mask = mx.array(causal_mask(start, n_tok, rep))
 
         for index, layer in enumerate(self._layers):
             h = self._norm(x, layer["attn_norm"])

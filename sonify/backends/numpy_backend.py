@@ -14,7 +14,7 @@ from scipy.special import expit
 
 from ..models.common import Architecture, DecoderWeights
 from ..telemetry import attention_summaries
-from .base import DecoderOutput
+from .base import DecoderOutput, causal_mask, rope_tables
 
 
 class KVCache:
@@ -95,9 +95,7 @@ class NumpyDecoder:
         self._norm = _layer_norm if arch.norm == "layernorm" else _rms_norm
         _fold_into_matrices(arch, weights)
         if arch.position == "rope":
-            angles = np.outer(np.arange(window, dtype=np.float64), arch.inv_freq())
-            self._cos = np.cos(angles).astype(np.float32)
-            self._sin = np.sin(angles).astype(np.float32)
+            self._cos, self._sin = rope_tables(arch.inv_freq(), window)
 
     def new_cache(self) -> KVCache:
         return KVCache(self.arch, self.window)
@@ -128,9 +126,8 @@ class NumpyDecoder:
         residuals[0] = x
         probs = np.empty((arch.num_layers, heads, n_tok, end), dtype=np.float32)
         mask = None
-        if n_tok > 1:  # causal mask for the new queries against all keys in the window
-            visible = np.arange(end)[None, :] <= (start + np.arange(n_tok))[:, None]
-            mask = np.tile(np.where(visible, 0.0, -np.inf).astype(np.float32), (rep, 1))
+        if n_tok > 1:
+            mask = causal_mask(start, n_tok, rep)
 
         for layer_index, layer in enumerate(w.layers):
             h = self._norm(x, None, None, eps)  # gain and bias are folded into layer.qkv
