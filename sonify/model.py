@@ -75,25 +75,25 @@ def load_model(
     ``window`` caps the context the model sees (default: the model's own, at most
     2048 tokens); longer texts slide through it. ``threads`` limits BLAS threads.
     """
+    if window is not None and window < 8:
+        raise SonifyError(f"window has to be at least 8 tokens, but is {window}")
+    if threads is not None and threads < 1:
+        raise SonifyError(f"threads has to be >= 1, but is {threads}")
+    backend = resolve_backend(backend)
     folder = resolve_model_dir(model)
     config = read_config(folder)
     arch = build_architecture(config, where=str(folder / "config.json"))
     tokenizer = TextTokenizer(folder)
-    backend = resolve_backend(backend)
-    tensors = open_tensors(folder, quantization_settings(config), keep_quantized=backend == "mlx")
-    weights = load_decoder_weights(arch, tensors, config)
     if tokenizer.vocab_size > arch.vocab_size:
         raise SonifyError(
             f"{folder}: tokenizer.json has {tokenizer.vocab_size} tokens but the model only {arch.vocab_size}; they do not belong together"
         )
-    if window is not None and window < 8:
-        raise SonifyError(f"window has to be at least 8 tokens, but is {window}")
-    size = min(arch.max_positions, window or DEFAULT_WINDOW)
+    # Everything cheap is checked; now the weights.
+    tensors = open_tensors(folder, quantization_settings(config), keep_quantized=backend == "mlx")
+    weights = load_decoder_weights(arch, tensors, config)
     if threads is not None:
-        if threads < 1:
-            raise SonifyError(f"threads has to be >= 1, but is {threads}")
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(limits=threads, user_api="blas")
-    decoder = create_decoder(backend, arch, weights, size)
+    decoder = create_decoder(backend, arch, weights, min(arch.max_positions, window or DEFAULT_WINDOW))
     return LanguageModel(_model_name(folder), folder, config, arch, tokenizer, decoder, tensors)

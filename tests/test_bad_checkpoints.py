@@ -110,3 +110,19 @@ def test_hugging_face_cache_layout(good, tmp_path, monkeypatch):
     assert load_model("org/tiny").name == "org/tiny"
     with pytest.raises(SonifyError, match="not in the local Hugging Face cache"):
         resolve_model_dir("org/absent")
+
+
+def test_settings_are_checked_before_the_weights_load(good):
+    (good / "model.safetensors").write_bytes(b"\x00")  # would fail, but must not be reached
+    with pytest.raises(SonifyError, match="window has to be at least 8 tokens, but is 4"):
+        load_model(good, window=4)
+    with pytest.raises(SonifyError, match="threads has to be >= 1, but is 0"):
+        load_model(good, threads=0)
+    with pytest.raises(SonifyError, match="backend 'cuda' is not available"):
+        load_model(good, backend="cuda")
+
+
+def test_tokenizer_larger_than_the_model(good):
+    config = json.loads((good / "config.json").read_text())
+    (good / "config.json").write_text(json.dumps({**config, "vocab_size": 100}))
+    assert "tokenizer.json has 384 tokens but the model only 100" in error_of(good)
