@@ -131,16 +131,16 @@ def cmd_trace(args: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True)
     model = load_model(args.model, backend=args.backend, window=args.window, threads=args.threads)
     engine = Engine(model, alternatives=args.alternatives)
+    # Tokenized once here: the ids give the progress bar its length and feed the engine.
     if text is not None:
         header = engine.header("read", text=text)
-        frames = engine.read(text)
-        total = len(model.tokenizer.encode(text))
+        ids = model.tokenizer.encode(text)
+        frames, total = engine.read_ids(ids), len(ids)
     else:
         header = engine.header("generate", prompt=args.prompt, sampler=sampler.to_dict(), seed=args.seed, max_tokens=args.tokens)
-        frames = engine.generate(
-            args.prompt, max_tokens=args.tokens, sampler=sampler, seed=args.seed, stop_at_eos=not args.ignore_eos
-        )
-        total = len(model.tokenizer.encode(args.prompt)) + args.tokens if args.prompt else args.tokens
+        ids = model.tokenizer.encode(args.prompt) if args.prompt else []
+        frames = engine.generate(ids, max_tokens=args.tokens, sampler=sampler, seed=args.seed, stop_at_eos=not args.ignore_eos)
+        total = len(ids) + args.tokens
     trace = Trace(header)
     echo = not args.quiet and sys.stdout.isatty()
     with _progress(total, enabled=not echo and sys.stderr.isatty()) as advance:
