@@ -10,8 +10,11 @@ __version__ = "0.1.0"
 from .engine import Engine  # noqa: E402
 from .errors import SonifyError  # noqa: E402
 from .frame import AttentionStats, Frame, LayerStats  # noqa: E402
+from .mapping import make_score  # noqa: E402
 from .model import LanguageModel, load_model  # noqa: E402
+from .preset import Preset, load_preset, preset_names  # noqa: E402
 from .sampling import SamplerSettings, make_sampler  # noqa: E402
+from .score import Score  # noqa: E402
 from .trace import Trace  # noqa: E402
 
 __all__ = [
@@ -20,9 +23,14 @@ __all__ = [
     "Frame",
     "LanguageModel",
     "LayerStats",
+    "Preset",
     "SamplerSettings",
+    "Score",
     "SonifyError",
     "Trace",
     "load_model",
+    "load_preset",
     "make_sampler",
+    "make_score",
+    "preset_names",
 ]

@@ -89,6 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(trace)
     _add_sampler_args(trace)
 
+    sub.add_parser("presets", help="list the presets with one line each", description="List the presets in the presets folder.")
+    explain = sub.add_parser(
+        "explain",
+        help="say which signal drives which musical parameter in a preset",
+        description="Print a preset's legend: what each voice plays and which telemetry drives it.",
+    )
+    explain.add_argument("preset", nargs="?", default="default", help="preset name or .toml path (default: default)")
+
     sub.add_parser(
         "models", help="list the models found on this machine", description="List the shipped model and the local HF cache."
     )
@@ -165,7 +173,25 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"trace": cmd_trace, "models": cmd_models}
+def cmd_presets(args: argparse.Namespace) -> int:
+    from .preset import load_preset, preset_names
+
+    names = preset_names()
+    width = max(len(n) for n in names)
+    for name in names:
+        print(f"{name:{width}s}  {load_preset(name).description}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain
+    from .preset import load_preset
+
+    print(explain(load_preset(args.preset)))
+    return 0
+
+
+COMMANDS = {"trace": cmd_trace, "models": cmd_models, "presets": cmd_presets, "explain": cmd_explain}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,181 @@
+"""The Score: the timed musical events a preset makes of a trace.
+
+Every sink (MIDI file, synthesizer, live port, transcript) plays the same Score, so they
+agree on what sounds when. Events are small frozen dataclasses; times are given both in
+seconds and in beats of the Score's tempo map. ``token`` ties each event to the index of
+the frame that caused it.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Tempo:
+    """From ``beat`` (at ``time`` seconds) on, the tempo is ``bpm`` quarter notes a minute."""
+
+    beat: float
+    time: float
+    bpm: float
+
+
+@dataclass(frozen=True)
+class Note:
+    time: float
+    duration: float
+    beat: float
+    beats: float
+    pitch: int
+    velocity: int
+    voice: str
+    channel: int
+    token: int
+
+
+@dataclass(frozen=True)
+class Control:
+    """A continuous signal as a MIDI control change (``value`` 0..127)."""
+
+    time: float
+    beat: float
+    controller: int
+    value: int
+    voice: str
+    channel: int
+    token: int
+
+
+@dataclass(frozen=True)
+class Cue:
+    """When a token's text is shown or heard: from ``time`` for ``duration`` seconds."""
+
+    time: float
+    duration: float
+    beat: float
+    token: int
+    text: str
+    surprisal: float
+    entropy: float
+
+
+@dataclass(frozen=True)
+class Rest:
+    """A silence in the melody, with why: a line break or the end of the text."""
+
+    time: float
+    duration: float
+    beat: float
+    reason: str
+    token: int
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    """What a sink needs to know of a voice: its channel, program, instrument and mix."""
+
+    name: str
+    kind: str
+    channel: int
+    program: int
+    instrument: str
+    gain: float
+    pan: float
+    reverb: float
+    delay: float
+    controllers: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class TempoMap:
+    """Piecewise-constant tempo: converts beats to seconds and back."""
+
+    changes: tuple[Tempo, ...]
+
+    @classmethod
+    def constant(cls, bpm: float) -> TempoMap:
+        return cls((Tempo(0.0, 0.0, float(bpm)),))
+
+    def _segment_by_beat(self, beat: float) -> Tempo:
+        i = bisect.bisect_right([c.beat for c in self.changes], beat) - 1
+        return self.changes[max(i, 0)]
+
+    def _segment_by_time(self, time: float) -> Tempo:
+        i = bisect.bisect_right([c.time for c in self.changes], time) - 1
+        return self.changes[max(i, 0)]
+
+    def seconds(self, beat: float) -> float:
+        seg = self._segment_by_beat(beat)
+        return seg.time + (beat - seg.beat) * 60.0 / seg.bpm
+
+    def beats(self, time: float) -> float:
+        seg = self._segment_by_time(time)
+        return seg.beat + (time - seg.time) * seg.bpm / 60.0
+
+    def bpm_at(self, time: float) -> float:
+        return self._segment_by_time(time).bpm
+
+
+@dataclass(frozen=True)
+class Score:
+    """A piece: time-sorted notes, controls, cues and rests, a tempo map and its voices.
+
+    ``end`` is when the music ends, in seconds (the last rest included); a synthesizer
+    renders its tail after that.
+    """
+
+    notes: tuple[Note, ...]
+    controls: tuple[Control, ...]
+    cues: tuple[Cue, ...]
+    rests: tuple[Rest, ...]
+    tempo: TempoMap
+    time_signature: tuple[int, int]
+    voices: tuple[VoiceInfo, ...]
+    end: float
+    key: str = "C"
+    scale: str = "major"
+    preset: str = "default"
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def voice(self, name: str) -> VoiceInfo:
+        for v in self.voices:
+            if v.name == name:
+                return v
+        raise KeyError(name)
+
+    def notes_of(self, voice: str) -> tuple[Note, ...]:
+        return tuple(n for n in self.notes if n.voice == voice)
+
+    def controls_of(self, voice: str) -> tuple[Control, ...]:
+        return tuple(c for c in self.controls if c.voice == voice)
+
+    @property
+    def end_beats(self) -> float:
+        return self.tempo.beats(self.end)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary of the whole Score."""
+        return {
+            "preset": self.preset,
+            "key": self.key,
+            "scale": self.scale,
+            "end": self.end,
+            "time_signature": list(self.time_signature),
+            "tempo": [asdict(t) for t in self.tempo.changes],
+            "voices": [asdict(v) for v in self.voices],
+            "notes": [asdict(n) for n in self.notes],
+            "controls": [asdict(c) for c in self.controls],
+            "cues": [asdict(c) for c in self.cues],
+            "rests": [asdict(r) for r in self.rests],
+        }
+
+
+def sort_notes(notes: list[Note]) -> tuple[Note, ...]:
+    """Notes in a fixed order: by time, then voice, pitch and token (ties never reorder)."""
+    return tuple(sorted(notes, key=lambda n: (n.time, n.voice, n.pitch, n.token)))
+
+
+def sort_controls(controls: list[Control]) -> tuple[Control, ...]:
+    return tuple(sorted(controls, key=lambda c: (c.time, c.voice, c.controller, c.token)))

@@ -1,0 +1,151 @@
+"""Presets: the default defines and documents every key, overlays merge, bad values are named."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import subprocess
+import sys
+import tomllib
+
+import pytest
+
+from sonify import preset as preset_module
+from sonify.errors import SonifyError
+from sonify.preset import PRESETS_DIR, Preset, load_preset, preset_names
+from sonify.toml_lines import key_lines
+
+
+def leaf_paths(cls: type, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out = []
+    for f in dataclasses.fields(cls):
+        if "check" not in f.metadata:
+            continue
+        kind = preset_module.get_type_hints(cls)[f.name]
+        out += leaf_paths(kind, prefix + (f.name,)) if dataclasses.is_dataclass(kind) else [prefix + (f.name,)]
+    return out
+
+
+def test_default_defines_and_documents_every_key():
+    source = (PRESETS_DIR / "default.toml").read_text()
+    lines = source.splitlines()
+    written = key_lines(source)
+    for path in leaf_paths(Preset):
+        assert path in written, f"default.toml lacks {'.'.join(path)}"
+        line = lines[written[path] - 1]
+        previous = lines[written[path] - 2] if written[path] > 1 else ""
+        table_line = lines[written[path[:-1]] - 1] if path[:-1] in written else ""
+        documented = "#" in line or previous.lstrip().startswith("#") or "#" in table_line or path[-1] in {"name", "description"}
+        common = path[:2] == ("voices",) + path[1:2] and path[-1] in {f.name for f in dataclasses.fields(preset_module.Voice)}
+        assert documented or common, f"default.toml does not document {'.'.join(path)}"
+
+
+def test_at_least_six_named_presets_load_and_describe_themselves():
+    names = preset_names()
+    assert names[0] == "default" and len(names) >= 7
+    for name in names:
+        p = load_preset(name)
+        assert p.name == name and p.description
+        data = tomllib.loads((PRESETS_DIR / f"{name}.toml").read_text())
+        assert data["name"] == name
+
+
+def test_an_overlay_changes_only_what_it_names(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('name = "mine"\n[music]\ntempo = 140.0\n[voices.melody]\npitch = { signal = "entropy", range = [60, 72] }\n')
+    mine, default = load_preset(str(path)), load_preset("default")
+    assert mine.music.tempo == 140.0 and mine.music.key == default.music.key
+    assert mine.voices.melody.pitch.signal == "entropy" and mine.voices.melody.pitch.range == (60.0, 72.0)
+    assert mine.voices.melody.pitch.limits == ("5%", "95%")  # a mapping table's own defaults
+    assert mine.voices.melody.velocity == default.voices.melody.velocity
+    assert mine.voices.harmony == default.voices.harmony
+
+
+BAD = [
+    ("[voices.melody]\nvelocity = 300\n", 2, "voices.melody.velocity", "out of range; allowed 1..127"),
+    ('[music]\ntempo = "fast"\n', 2, "music.tempo", "not a number; allowed 20..400 bpm"),
+    ('[music]\n\nscale = "blues"\n', 3, "music.scale", "use one of major, minor"),
+    ("[voices.melody]\nvelocty = 3\n", 2, "voices.melody.velocty", "unknown key; allowed keys here: channel"),
+    ("[voices.bass]\nenabled = true\n", 1, "voices.bass", "unknown key; allowed keys here: drone, ghosts"),
+    ("[voices.ghosts]\ncount = 2.5\n", 2, "voices.ghosts.count", "not an integer; allowed 0..20"),
+    (
+        '[voices.melody]\npitch = { signal = "surprise", range = [50, 80] }\n',
+        2,
+        "voices.melody.pitch.signal",
+        "use one of surprisal",
+    ),
+    ('[voices.melody]\npitch = { signal = "entropy", range = [50, 180] }\n', 2, "voices.melody.pitch.range", "allowed 0..127"),
+    (
+        '[voices.melody]\npitch = { signal = "entropy", range = [50, 80], limits = ["5", "95%"] }\n',
+        2,
+        "voices.melody.pitch.limits",
+        "not a percentile",
+    ),
+    ('[voices.melody]\nlength = { signal = "entropy" }\n', 2, "voices.melody.length", "needs signal and range"),
+    ("[voices.layers]\nlevel = 5\n", 2, "voices.layers.level", "not a table"),
+    ('[timing]\nmode = "swing"\n', 2, "timing.mode", "use one of grid, reading"),
+    ("[voices.melody]\nenabled = 1\n", 2, "voices.melody.enabled", "not true or false"),
+    ('[voices.melody]\ngate = { signal = "surprisal" }\n', 2, "voices.melody.gate", "is not a gate"),
+    ("[music]\ntime_signature = [4]\n", 2, "music.time_signature", "not a list of two values"),
+    ("[synth]\nloudness = -3.0\n", 2, "synth.loudness", "allowed -40..-6 LUFS"),
+]
+
+
+@pytest.mark.parametrize("text,line,key,message", BAD)
+def test_bad_values_name_file_line_key_and_range(tmp_path, text, line, key, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(SonifyError) as info:
+        load_preset(str(path))
+    assert str(info.value).startswith(f"{path}:{line}: {key}: "), str(info.value)
+    assert message in str(info.value)
+
+
+def test_unknown_preset_lists_the_names():
+    with pytest.raises(SonifyError, match=r"unknown preset 'nope'; available: default, ambient"):
+        load_preset("nope")
+
+
+def test_broken_toml_is_one_line(tmp_path):
+    path = tmp_path / "broken.toml"
+    path.write_text("[music\ntempo = 3\n")
+    with pytest.raises(SonifyError, match=r"not valid TOML: .*line 1"):
+        load_preset(str(path))
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sonify", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_presets_command_lists_each_with_one_line():
+    out = run_cli("presets")
+    assert out.returncode == 0
+    rows = out.stdout.strip().splitlines()
+    assert [r.split()[0] for r in rows] == preset_names()
+    assert all(len(r.split(None, 1)[1]) > 20 for r in rows)
+
+
+def test_explain_names_each_signal_and_parameter():
+    out = run_cli("explain", "default")
+    assert out.returncode == 0
+    text = out.stdout
+    for phrase in (
+        "pitch     ← surprisal",
+        "velocity  ← probability",
+        "notes     ← attention_entropy",
+        "root      ← attention_reach",
+        "level     ← layer_update",
+        "level     ← residual_norm",
+        "alt_surprisal",
+        "D dorian, 96 bpm",
+    ):
+        assert phrase in text
+    assert re.search(r"falls with it, A3\.\.D2", text)
+
+
+def test_explain_bad_preset_is_one_line_exit_2(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[voices.melody]\nvelocity = 300\n")
+    out = run_cli("explain", str(path))
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
