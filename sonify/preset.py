@@ -264,7 +264,7 @@ class Synth:
     reverb_mix: float = spec(number(0, 1), "level of the reverb return")
     delay_beats: float = spec(number(1 / 16, 8, " beats"), "delay time")
     delay_feedback: float = spec(number(0, 0.95), "delay feedback")
-    brightness: float = spec(number(0, 1), "master tone: 0 dark to 1 bright")
+    brightness: float = spec(number(0, 1), "tone, 0 dark to 1 bright: the instruments' filters, FM depth and the reverb's damping")
     loudness: float = spec(number(-40, -6, " LUFS"), "integrated loudness of the finished mix")
     ceiling: float = spec(number(-12, 0, " dBTP"), "true-peak ceiling of the limiter")
 

@@ -1,0 +1,131 @@
+"""The synthesizer's instruments: an envelope, a tone generator and a loudness trim each.
+
+A tone generator renders samples ``n`` (counted from the note's start) of one note. It may
+keep state in ``note.state`` (a lowpass filter's memory), and it may read the note's
+controllers (the organ's stops, the drone's expression) through ``note.control``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy.signal import butter, lfilter
+
+from .dsp import TWO_PI, phase, saw, square
+
+if TYPE_CHECKING:
+    from .engine import SoundingNote
+
+Tone = Callable[["SoundingNote", np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Instrument:
+    name: str
+    attack: float
+    decay: float
+    sustain: float
+    release: float
+    level: float  # trim so instruments sit together at equal velocity
+    tone: Tone
+    polyphony: int = 16
+
+
+def _lowpass(note: SoundingNote, x: np.ndarray, cutoff: float) -> np.ndarray:
+    """A 2-pole lowpass whose memory lives with the note, so blocks join seamlessly."""
+    if "lp" not in note.state:
+        nyquist = note.sample_rate / 2.0
+        b, a = butter(2, min(cutoff, 0.45 * note.sample_rate) / nyquist)
+        note.state["lp"] = (b.astype(np.float32), a.astype(np.float32), np.zeros(2, dtype=np.float32))
+    b, a, zi = note.state["lp"]
+    y, zf = lfilter(b, a, x.astype(np.float32, copy=False), zi=zi)
+    note.state["lp"] = (b, a, zf)
+    return y
+
+
+def _sine(note: SoundingNote, n: np.ndarray) -> np.ndarray:
+    p = phase(n, note.freq, note.sample_rate)
+    return np.sin(TWO_PI * p) + 0.12 * np.sin(TWO_PI * phase(n, 2.0 * note.freq, note.sample_rate))
+
+
+def _fm(note: SoundingNote, n: np.ndarray, ratio: float, index: float, index_decay: float) -> np.ndarray:
+    t = n.astype(np.float32) * np.float32(1.0 / note.sample_rate)
+    modulator = np.sin(TWO_PI * phase(n, note.freq * ratio, note.sample_rate))
+    depth = index * (0.4 + 0.6 * note.velocity) * (0.5 + note.brightness) * np.exp(t * np.float32(-1.0 / index_decay))
+    return np.sin(TWO_PI * phase(n, note.freq, note.sample_rate) + depth * modulator)
+
+
+def _keys(note: SoundingNote, n: np.ndarray) -> np.ndarray:
+    return _fm(note, n, ratio=1.0, index=1.6, index_decay=0.35)
+
+
+def _bell(note: SoundingNote, n: np.ndarray) -> np.ndarray:
+    return _fm(note, n, ratio=3.5, index=2.2, index_decay=0.9)
+
+
+def _pluck(note: SoundingNote, n: np.ndarray) -> np.ndarray:
+    dt = note.freq / note.sample_rate
+    return _lowpass(
+        note, saw(phase(n, note.freq, note.sample_rate), dt), note.freq * (2.0 + 6.0 * note.velocity) * (0.5 + note.brightness)
+    )
+
+
+def _pulse(note: SoundingNote, n: np.ndarray) -> np.ndarray:
+    dt = note.freq / note.sample_rate
+    return _lowpass(
+        note, square(phase(n, note.freq, note.sample_rate), dt), note.freq * (3.0 + 5.0 * note.velocity) * (0.5 + note.brightness)
+    )
+
+
+def _detuned_saws(note: SoundingNote, n: np.ndarray, cents: tuple[float, ...]) -> np.ndarray:
+    out = np.zeros(n.size, dtype=np.float32)
+    for k, c in enumerate(cents):
+        f = note.freq * 2.0 ** (c / 1200.0)
+        out += saw(phase(n, f, note.sample_rate, offset=0.31 * k), f / note.sample_rate)
+    return out / len(cents)
+
+
+def _pad(note: SoundingNote, n: np.ndarray) -> np.ndarray:
+    return _lowpass(note, _detuned_saws(note, n, (-6.0, 6.0)), (900.0 + 2.0 * note.freq) * (0.5 + 2.0 * note.brightness))
+
+
+# The organ's partials, as harmonics of the played note: stop k sounds ORGAN_HARMONICS[k].
+ORGAN_HARMONICS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64)
+
+
+def _organ(note: SoundingNote, n: np.ndarray) -> np.ndarray:
+    out = np.zeros(n.size, dtype=np.float32)
+    controllers = note.controllers or (None,) * 6
+    nyquist = note.sample_rate / 2.0
+    for k, controller in enumerate(controllers[: len(ORGAN_HARMONICS)]):
+        h = ORGAN_HARMONICS[k]
+        if note.freq * h >= nyquist * 0.9:
+            break
+        level = note.control(controller, n) if controller is not None else 1.0 / h
+        out += (level / np.float32(np.sqrt(h))) * np.sin(np.float32(TWO_PI) * phase(n, note.freq * h, note.sample_rate))
+    return out
+
+
+def _drone(note: SoundingNote, n: np.ndarray) -> np.ndarray:
+    tone = _lowpass(note, _detuned_saws(note, n, (-4.0, 4.0)), (250.0 + 3.0 * note.freq) * (0.5 + 2.0 * note.brightness))
+    if note.controllers:
+        tone = tone * note.control(note.controllers[0], n)
+    return tone
+
+
+INSTRUMENTS: dict[str, Instrument] = {
+    i.name: i
+    for i in (
+        Instrument("sine", 0.01, 0.3, 0.7, 0.25, 0.8, _sine),
+        Instrument("keys", 0.003, 1.2, 0.0, 0.35, 0.9, _keys),
+        Instrument("bell", 0.002, 1.4, 0.0, 0.5, 0.6, _bell),
+        Instrument("pluck", 0.003, 0.35, 0.0, 0.15, 1.0, _pluck),
+        Instrument("pulse", 0.003, 0.18, 0.35, 0.08, 0.55, _pulse),
+        Instrument("pad", 0.35, 1.0, 0.8, 1.2, 0.7, _pad),
+        Instrument("organ", 0.03, 0.2, 1.0, 0.25, 0.5, _organ, polyphony=8),
+        Instrument("drone", 1.5, 1.0, 1.0, 2.5, 0.8, _drone, polyphony=4),
+    )
+}
