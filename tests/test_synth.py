@@ -1,0 +1,207 @@
+"""The synthesizer: block-size invariance, clean note edges, the master chain's loudness and
+true peak (measured by pyloudnorm and an independent 4x oversampling), files read back."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pyloudnorm
+import pytest
+import soundfile
+from scipy.signal import resample_poly
+from traces import POEM, read
+
+from sonify.errors import SonifyError
+from sonify.mapping import make_score
+from sonify.preset import load_preset, preset_names
+from sonify.score import Note, Score, TempoMap, VoiceInfo, sort_notes
+from sonify.synth import SynthEngine, render_audio, write_audio
+from sonify.synth.master import Limiter, integrated_loudness, master
+from sonify.synth.soundfont import render_soundfont
+
+SR = 48000
+
+
+def true_peak(audio: np.ndarray) -> float:
+    """dBTP by 4x oversampling (scipy's polyphase resampler, not our limiter's interpolator)."""
+    return 20 * math.log10(np.abs(resample_poly(audio.astype(np.float64), 4, 1, axis=0)).max())
+
+
+@pytest.fixture(scope="module")
+def poem_score():
+    return make_score(read(POEM), load_preset("default"))
+
+
+def test_blocks_of_64_and_one_block_give_the_same_samples(poem_score):
+    preset = load_preset("default")
+    seconds = 8.0
+    total = int(seconds * SR)
+    whole = SynthEngine.for_score(poem_score, preset.synth).process(total)
+    engine = SynthEngine.for_score(poem_score, preset.synth)
+    small = np.concatenate([engine.process(64) for _ in range(total // 64)])
+    assert np.abs(whole).max() > 0.01
+    np.testing.assert_allclose(small, whole, rtol=0, atol=1e-6)
+    # and the pipelined offline blocks, of an odd size
+    engine = SynthEngine.for_score(poem_score, preset.synth)
+    piped = np.concatenate(list(engine.blocks(total, 10007)))
+    np.testing.assert_allclose(piped, whole, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_every_preset_renders_to_target_loudness_under_the_ceiling(name):
+    preset = load_preset(name)
+    score = make_score(read(POEM), preset)
+    audio = render_audio(score, preset.synth)
+    assert audio.dtype == np.float32 and audio.shape[1] == 2
+    assert np.isfinite(audio).all()
+    ceiling = 10 ** (preset.synth.ceiling / 20)
+    assert np.abs(audio).max() <= ceiling
+    loudness = pyloudnorm.Meter(SR).integrated_loudness(audio.astype(np.float64))
+    assert abs(loudness - preset.synth.loudness) <= 0.5, loudness
+    assert true_peak(audio) <= preset.synth.ceiling
+    # The tail: the music goes on after the last note until the reverb has died away.
+    end = int(max(n.time + n.duration for n in score.notes) * SR)
+    assert audio.shape[0] > end + SR * preset.synth.reverb_seconds * 0.9
+    tail = audio[-SR // 10 :]
+    assert 20 * math.log10(np.sqrt(np.mean(tail**2)) + 1e-12) < -60
+
+
+def test_our_meter_agrees_with_pyloudnorm(poem_score):
+    preset = load_preset("default")
+    raw = render_audio(poem_score, preset.synth, finish=False)
+    ours = integrated_loudness(raw, SR)
+    theirs = pyloudnorm.Meter(SR).integrated_loudness(raw.astype(np.float64))
+    assert abs(ours - theirs) < 0.1  # pyloudnorm's K-filter is an approximation of the standard's
+
+
+def single_voice_score(notes: list[tuple[float, float, int]], instrument: str = "sine") -> Score:
+    """A Score of one dry voice: (time, duration, pitch) notes."""
+    tempo = TempoMap.constant(120.0)
+    voice = VoiceInfo("melody", "melody", 0, 0, instrument, 0.0, 0.0, 0.0, 0.0)
+    made = [
+        Note(t, d, tempo.beats(t), tempo.beats(t + d) - tempo.beats(t), p, 100, "melody", 0, k) for k, (t, d, p) in enumerate(notes)
+    ]
+    end = max(t + d for t, d, _ in notes) + 0.5
+    return Score(sort_notes(made), (), (), (), tempo, (4, 4), (voice,), end)
+
+
+def dry_settings():
+    return dataclasses.replace(load_preset("default").synth, reverb_mix=0.0, delay_feedback=0.0)
+
+
+def clicks(audio: np.ndarray, highest_hz: float) -> int:
+    """Samples whose second difference is larger than a smooth note can make: each is a click.
+
+    For x = A(t) sin(wt) with an envelope that rises no faster than over the 2 ms attack
+    (a = 96 samples), |x''| <= A (w^2 + 2w/a + 1/a) per sample; a step of a few percent
+    of A breaks that bound by far."""
+    x = audio[:, 0].astype(np.float64)
+    d2 = np.abs(np.diff(x, 2))
+    omega, attack = 2 * np.pi * highest_hz / SR, 0.002 * SR
+    bound = 1.5 * np.abs(x).max() * (omega**2 + 2 * omega / attack + 1 / attack)
+    return int((d2 > bound).sum())
+
+
+def test_no_clicks_at_starts_ends_steals_and_retriggers():
+    notes = [(0.1 + 0.05 * k, 0.4, 57 + (k % 5)) for k in range(24)]  # over the polyphony limit, retriggers
+    notes += [(2.0, 0.001, 69), (2.2, 0.3, 69), (2.25, 0.3, 69)]  # a 1 ms note; a note struck again
+    audio = SynthEngine.for_score(single_voice_score(notes), dry_settings()).process(int(3.2 * SR))
+    assert np.abs(audio).max() > 0.05
+    assert clicks(audio, highest_hz=2 * 440.0) == 0
+
+
+def test_the_click_detector_finds_a_click():
+    audio = SynthEngine.for_score(single_voice_score([(0.1, 0.5, 60)]), dry_settings()).process(SR)
+    broken = audio.copy()
+    broken[int(0.3 * SR) :, :] *= 0.9  # a 10 % step in level
+    assert clicks(audio, 2 * 262.0) == 0 and clicks(broken, 2 * 262.0) > 0
+
+
+def test_notes_start_on_their_exact_sample():
+    for start in (0.25, 0.2500208, 0.7000104):
+        audio = SynthEngine.for_score(single_voice_score([(start, 0.2, 69)], "pluck"), dry_settings()).process(SR)
+        first = int(np.flatnonzero(np.abs(audio[:, 0]) > 0)[0])
+        assert first == round(start * SR) + 1  # the attack starts from zero at the note's own sample
+
+
+def test_reverb_tail_continues_across_blocks():
+    settings = dataclasses.replace(load_preset("default").synth, reverb_mix=0.5, reverb_seconds=2.0)
+    score = single_voice_score([(0.0, 0.2, 64)], "keys")
+    score = dataclasses.replace(score, voices=(dataclasses.replace(score.voices[0], reverb=1.0),))
+    total = 3 * SR
+    whole = SynthEngine.for_score(score, settings).process(total)
+    engine = SynthEngine.for_score(score, settings)
+    blocks = np.concatenate([engine.process(512) for _ in range(total // 512)])
+    np.testing.assert_allclose(blocks, whole[: blocks.shape[0]], atol=1e-6)
+    note_end = int((0.2 + 0.35) * SR)  # gate plus the keys' release
+    tail = blocks[note_end + SR // 10 : note_end + SR // 2]
+    assert np.sqrt(np.mean(tail**2)) > 1e-4  # the reverb rings on after the note stopped
+    late = blocks[-SR // 4 :]
+    assert np.sqrt(np.mean(late**2)) < np.sqrt(np.mean(tail**2))  # and decays
+
+
+def test_limiter_blocks_and_edge_shapes():
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((SR, 2)) * 0.6).astype(np.float32)
+    one = Limiter(SR, -1.0)
+    whole = np.concatenate([one.process(x), one.flush()])
+    many = Limiter(SR, -1.0)
+    parts = [many.process(x[i : i + 64]) for i in range(0, SR, 64)] + [many.process(x[:0]), many.flush()]
+    np.testing.assert_allclose(np.concatenate(parts), whole, atol=1e-7)
+    assert Limiter(SR, -1.0).process(x[:1]).shape == (1, 2)
+    assert np.abs(whole).max() <= 10 ** (-1 / 20)
+    assert true_peak(whole) <= -1.0
+
+
+def test_master_of_silence_is_silence():
+    assert not master(np.zeros((SR, 2), dtype=np.float32), SR, -16.0, -1.0).any()
+
+
+@pytest.mark.parametrize(
+    "suffix,subtype", [(".wav", "PCM_16"), (".wav", "PCM_24"), (".wav", "FLOAT"), (".flac", "PCM_16"), (".flac", "PCM_24")]
+)
+@pytest.mark.parametrize("rate", [44100, 48000])
+def test_audio_files_read_back(tmp_path, poem_score, suffix, subtype, rate):
+    preset = load_preset("default")
+    audio = render_audio(poem_score, preset.synth, sample_rate=rate)
+    path = write_audio(tmp_path / f"piece{suffix}", audio, rate, subtype)
+    data, sr = soundfile.read(path, dtype="float32")
+    info = soundfile.info(path)
+    assert sr == rate and info.subtype == subtype and data.shape == audio.shape
+    assert np.abs(data - audio).max() < (1e-4 if subtype == "PCM_16" else 1e-6)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_bad_audio_outputs_are_clear_errors(tmp_path):
+    audio = np.zeros((100, 2), dtype=np.float32)
+    with pytest.raises(SonifyError, match=r"use \.wav or \.flac"):
+        write_audio(tmp_path / "piece.mp3", audio, SR)
+    with pytest.raises(SonifyError, match="FLAC cannot hold FLOAT"):
+        write_audio(tmp_path / "piece.flac", audio, SR, "FLOAT")
+    with pytest.raises(SonifyError, match="use 44100 or 48000"):
+        write_audio(tmp_path / "piece.wav", audio, 22050)
+    with pytest.raises(SonifyError, match="cannot write"):
+        write_audio(tmp_path / "missing" / "piece.wav", audio, SR)
+    assert not list(tmp_path.iterdir())
+
+
+def test_soundfont_engine_plays_the_same_score(poem_score):
+    font = "/usr/share/sounds/sf2/TimGM6mb.sf2"
+    import os
+
+    if not os.path.exists(font):
+        if os.environ.get("CI") == "true":
+            pytest.fail("the TimGM6mb SoundFont is missing (apt-get install timgm6mb-soundfont)")
+        pytest.skip("no TimGM6mb SoundFont")
+    preset = load_preset("default")
+    audio = render_soundfont(poem_score, font, preset.synth)
+    assert np.isfinite(audio).all() and audio.shape[1] == 2
+    assert abs(pyloudnorm.Meter(SR).integrated_loudness(audio.astype(np.float64)) - preset.synth.loudness) <= 0.5
+    # The first melody note sounds where the Score puts it.
+    first = min(n.time for n in poem_score.notes)
+    onset = np.flatnonzero(np.abs(audio[:, 0]) > 1e-3)[0] / SR
+    assert abs(onset - first) < 0.03
+    with pytest.raises(SonifyError, match="does not exist"):
+        render_soundfont(poem_score, "/nonexistent.sf2", preset.synth)
