@@ -79,11 +79,11 @@ def main() -> None:
             preset = load_preset(name)
             score = score_of_length(frames, preset, args.seconds)
             render_audio(score, preset.synth)  # warm-up: imports, caches
-            ours = best_of(args.repeats, lambda: render_audio(score, preset.synth))
+            ours = best_of(args.repeats, lambda score=score, preset=preset: render_audio(score, preset.synth))
             midi = write_midi(Path(tmp) / f"{name}.mid", score)
             out = Path(tmp) / f"{name}.wav"
             command = [fluidsynth, "-ni", "-q", "-F", str(out), "-r", "48000", str(SOUNDFONT), str(midi)]
-            theirs = best_of(args.repeats, lambda: subprocess.run(command, check=True, capture_output=True))
+            theirs = best_of(args.repeats, lambda command=command: subprocess.run(command, check=True, capture_output=True))
             ours_x, theirs_x = score.end / ours, score.end / theirs
             print(f"{name:10s} {score.end:8.1f} {len(score.notes):6d} {ours_x:12.1f} {theirs_x:16.1f} {ours_x / theirs_x:6.2f}")
 
