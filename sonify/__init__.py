@@ -12,6 +12,7 @@ from .errors import SonifyError  # noqa: E402
 from .frame import AttentionStats, Frame, LayerStats  # noqa: E402
 from .mapping import make_score  # noqa: E402
 from .model import LanguageModel, load_model  # noqa: E402
+from .pipeline import Rendered, render  # noqa: E402
 from .preset import Preset, load_preset, preset_names  # noqa: E402
 from .sampling import SamplerSettings, make_sampler  # noqa: E402
 from .score import Score  # noqa: E402
@@ -24,6 +25,7 @@ __all__ = [
     "LanguageModel",
     "LayerStats",
     "Preset",
+    "Rendered",
     "SamplerSettings",
     "Score",
     "SonifyError",
@@ -33,4 +35,5 @@ __all__ = [
     "make_sampler",
     "make_score",
     "preset_names",
+    "render",
 ]

@@ -66,6 +66,23 @@ def _add_sampler_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
 
 
+DEFAULT_TOKENS_HELP = 200
+
+
+def _add_output_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("music and output")
+    g.add_argument("--preset", default="default", help="preset name or .toml file (default: default; see sonify presets)")
+    g.add_argument("--out", type=Path, default=RENDERS, metavar="DIR", help="output folder (default: renders)")
+    g.add_argument("--name", metavar="NAME", help="file name for the outputs, without suffix (default: from the prompt or file)")
+    g.add_argument("--format", choices=("wav", "flac"), default="wav", help="audio file format (default: wav)")
+    g.add_argument("--bits", choices=("16", "24", "float"), default="24", help="audio sample format (default: 24)")
+    g.add_argument("--rate", type=int, choices=(44100, 48000), help="sample rate in Hz (default: the preset's, 48000)")
+    g.add_argument("--soundfont", metavar="SF2", help="play the Score with this SoundFont through FluidSynth instead of our synth")
+    g.add_argument("--plot", action="store_true", help="also write a plot (PNG) of the telemetry and the notes")
+    g.add_argument("--no-audio", action="store_true", help="write no audio (MIDI, transcripts and trace only)")
+    g.add_argument("--quiet", action="store_true", help="do not echo the text as it comes")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sonify",
@@ -88,6 +105,36 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--quiet", action="store_true", help="do not echo the text as it comes")
     _add_model_args(trace)
     _add_sampler_args(trace)
+
+    render = sub.add_parser(
+        "render",
+        help="make a finished piece: audio, MIDI, transcripts and the trace",
+        description=(
+            "Generate from a prompt (or read a text, or replay a saved trace), turn it into music with a preset, "
+            "and write the audio (WAV/FLAC), the MIDI file, the transcripts (SRT, WebVTT, LRC, JSON), the trace "
+            "and, with --plot, a plot. Files go to renders/ unless --out says otherwise."
+        ),
+    )
+    render.add_argument("prompt", nargs="?", default="", help="text to generate from (default: start from nothing)")
+    source = render.add_mutually_exclusive_group()
+    source.add_argument("--read", metavar="FILE", help="read this text file instead of generating ('-' for stdin)")
+    source.add_argument("--trace", metavar="FILE", help="re-render a saved trace (no model needed)")
+    length = render.add_argument_group("length (one of)")
+    length.add_argument("--tokens", type=int, metavar="N", help=f"tokens to generate (default: {DEFAULT_TOKENS_HELP})")
+    length.add_argument("--duration", type=float, metavar="SECONDS", help="generate until the piece lasts this long")
+    _add_output_args(render)
+    _add_model_args(render)
+    _add_sampler_args(render)
+
+    score = sub.add_parser(
+        "score",
+        help="re-render a saved trace with a preset, without the model",
+        description="Turn a saved trace into a piece again, e.g. with another preset; the same trace and preset give the same files.",
+    )
+    score.add_argument("trace", metavar="TRACE", help="a trace file (.trace.jsonl) written by sonify trace or sonify render")
+    score.add_argument("--tokens", type=int, metavar="N", help="use only the first N tokens")
+    score.add_argument("--duration", type=float, metavar="SECONDS", help="use only as many tokens as this many seconds need")
+    _add_output_args(score)
 
     sub.add_parser("presets", help="list the presets with one line each", description="List the presets in the presets folder.")
     explain = sub.add_parser(
@@ -165,6 +212,123 @@ def cmd_trace(args: argparse.Namespace) -> int:
     return 0
 
 
+def _outputs(args: argparse.Namespace) -> list[str]:
+    from .pipeline import DEFAULT_OUTPUTS
+
+    outputs = [o for o in DEFAULT_OUTPUTS if not (o == "audio" and args.no_audio)]
+    return outputs + ["plot"] if args.plot else outputs
+
+
+def _write_piece(args: argparse.Namespace, trace, preset, name: str) -> int:
+    from .pipeline import render_files
+
+    subtype = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}[args.bits]
+    with _render_progress(sys.stderr.isatty()) as progress:
+        result = render_files(
+            trace, preset, out=args.out, name=args.name or name, outputs=_outputs(args), audio_format=args.format,
+            subtype=subtype, sample_rate=args.rate, soundfont=args.soundfont, on_progress=progress,
+        )  # fmt: skip
+    score = result.score
+    print(
+        f"{len(trace.frames)} tokens, {score.end:.1f} s, {len(score.notes)} notes ({preset.name} preset):",
+        file=sys.stderr,
+    )
+    for kind, path in result.paths.items():
+        print(f"  {kind:6s} {path}", file=sys.stderr)
+    return 0
+
+
+@contextlib.contextmanager
+def _render_progress(enabled: bool) -> Iterator[Callable[[float], None]]:
+    if not enabled:
+        yield lambda fraction: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("rendering"), BarColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("rendering", total=1.0)
+        yield lambda fraction: bar.update(task, completed=fraction)
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from .pipeline import check_length, prepare_output_folder, run_model, slug
+    from .preset import load_preset
+    from .sampling import SamplerSettings
+
+    if args.prompt and (args.read is not None or args.trace is not None):
+        raise SonifyError("give either a prompt, --read FILE or --trace FILE, not two of them")
+    check_length(args.tokens, args.duration)
+    preset = load_preset(args.preset)
+    prepare_output_folder(args.out)
+    if args.trace is not None:
+        return _render_trace(args, preset)
+    text, name = _read_text(args.read) if args.read is not None else (None, slug(args.prompt))
+    sampler = SamplerSettings(
+        temperature=args.temp, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p, repetition_penalty=args.repetition_penalty
+    )
+    echo = not args.quiet and sys.stdout.isatty()
+    bar_total: list[int | None] = [None]
+    with _token_progress(enabled=not echo and sys.stderr.isatty()) as (start, advance):
+
+        def on_frame(frame) -> None:
+            advance()
+            if echo:
+                sys.stdout.write(frame.text)
+                sys.stdout.flush()
+
+        trace = run_model(
+            prompt=args.prompt, text=text, model=args.model, backend=args.backend, window=args.window, threads=args.threads,
+            sampler=sampler, seed=args.seed, tokens=args.tokens, duration=args.duration, preset=preset, on_frame=on_frame,
+            on_start=lambda total: (bar_total.__setitem__(0, total), start(total)),
+        )  # fmt: skip
+    if echo:
+        sys.stdout.write("\n")
+    if not trace.frames:
+        raise SonifyError("the model produced no tokens; give a prompt or a longer --tokens")
+    return _write_piece(args, trace, preset, name)
+
+
+def _render_trace(args: argparse.Namespace, preset) -> int:
+    from .pipeline import shortest_prefix
+    from .trace import Trace
+
+    trace = Trace.read(args.trace)
+    if args.duration is not None:
+        trace = Trace(trace.header, trace.frames[: shortest_prefix(trace.frames, preset, args.duration)])
+    elif args.tokens is not None:
+        trace = Trace(trace.header, trace.frames[: args.tokens])
+    if not trace.frames:
+        raise SonifyError(f"{args.trace} holds no tokens; nothing to play")
+    name = Path(args.trace).name.removesuffix(".jsonl").removesuffix(".trace")
+    return _write_piece(args, trace, preset, name)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .pipeline import check_length, prepare_output_folder
+    from .preset import load_preset
+
+    check_length(args.tokens, args.duration)
+    preset = load_preset(args.preset)
+    prepare_output_folder(args.out)
+    return _render_trace(args, preset)
+
+
+@contextlib.contextmanager
+def _token_progress(enabled: bool) -> Iterator[tuple[Callable[[int | None], None], Callable[[], None]]]:
+    """A token progress bar whose total is known only when the model starts (None: unknown)."""
+    if not enabled:
+        yield (lambda total: None), (lambda: None)
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("tokens"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("tokens", total=None)
+        yield (lambda total: progress.update(task, total=total)), (lambda: progress.advance(task))
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .checkpoint import list_local_models
 
@@ -191,7 +355,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"trace": cmd_trace, "models": cmd_models, "presets": cmd_presets, "explain": cmd_explain}
+COMMANDS = {
+    "trace": cmd_trace,
+    "render": cmd_render,
+    "score": cmd_score,
+    "models": cmd_models,
+    "presets": cmd_presets,
+    "explain": cmd_explain,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
