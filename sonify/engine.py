@@ -118,6 +118,10 @@ class Engine:
                 return
             run.last = chosen
 
+    def reader(self) -> Reader:
+        """A reader that takes the text in pieces (a performer typing) in one running context."""
+        return Reader(self)
+
     def header(self, mode: str, **info: object) -> dict:
         """The Trace header describing a run of this engine."""
         m = self.model
@@ -223,3 +227,16 @@ class Engine:
         )
         run.index += 1
         return frame
+
+
+class Reader:
+    """Reads text piece by piece, each piece continuing the context of the ones before."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.run = engine._start()
+
+    def feed(self, text: str, last: bool = False) -> Iterator[Frame]:
+        """Frames for the tokens of ``text``; ``last`` when no more text will follow."""
+        ids = self.engine.model.tokenizer.encode(text) if text else []
+        yield from self.engine._read_tokens(self.run, ids, last=last)

@@ -35,9 +35,9 @@ class ControlLanes:
         self.sample_rate = sample_rate
         self.points: dict[tuple[str, int], tuple[list[float], list[float]]] = {}
 
-    def add(self, control: Control) -> None:
+    def add(self, control: Control, offset: int = 0) -> None:
         times, values = self.points.setdefault((control.voice, control.controller), ([], []))
-        t = control.time * self.sample_rate
+        t = round(control.time * self.sample_rate) + offset
         previous = values[-1] if values else control.value / 127.0
         times += [t, t + CONTROL_GLIDE_SECONDS * self.sample_rate]
         values += [previous, control.value / 127.0]
@@ -108,6 +108,7 @@ class SynthEngine:
         self.position = 0
         self.last_end = 0
         self._order = 0
+        self.open_notes: dict[tuple, SoundingNote] = {}
 
     @classmethod
     def for_score(cls, score: Score, settings: Synth, sample_rate: int | None = None) -> SynthEngine:
@@ -115,19 +116,35 @@ class SynthEngine:
         engine.schedule(score.notes, score.controls)
         return engine
 
-    def schedule(self, notes: Iterable[Note], controls: Iterable[Control] = ()) -> None:
-        """Add notes and control changes (in time order, none earlier than the current block)."""
+    def schedule(self, notes: Iterable[Note], controls: Iterable[Control] = (), offset: int = 0) -> None:
+        """Add notes and control changes (none earlier than the current block), each
+        ``offset`` samples after its Score time (live audio starts the Score mid-stream)."""
         for control in controls:
-            self.lanes.add(control)
+            self.lanes.add(control, offset)
         for note in notes:
-            self._add(note)
+            self._add(note, offset=offset)
 
-    def _add(self, note: Note) -> None:
+    def open(self, note: Note, offset: int = 0) -> None:
+        """Start a note whose end is not known yet (live: the drone, a phrase's organ note)."""
+        self._add(note, open_ended=True, offset=offset)
+
+    def close(self, note: Note) -> None:
+        """Give an opened note its end (``note.duration``); call before the playhead gets there."""
+        sounding = self.open_notes.pop((note.voice, note.pitch, note.token, note.time), None)
+        if sounding is None or sounding.stolen_at is not None:
+            return
+        sounding.gate = max(note.duration, 0.0)
+        sounding.end = (
+            sounding.start + int(np.ceil((sounding.gate + max(sounding.instrument.release, 0.005)) * self.sample_rate)) + 1
+        )
+        self.last_end = max(self.last_end, sounding.end)
+
+    def _add(self, note: Note, open_ended: bool = False, offset: int = 0) -> None:
         voice = self.voices[note.voice]
         instrument = INSTRUMENTS[voice.instrument]
         sr = self.sample_rate
-        start = round(note.time * sr)
-        gate = max(note.duration, 0.0)
+        start = round(note.time * sr) + offset
+        gate = float("inf") if open_ended else max(note.duration, 0.0)
         velocity = note.velocity / 127.0
         level = HEADROOM * db(voice.gain) * instrument.level * velocity**1.5
         sounding = SoundingNote(
@@ -135,7 +152,7 @@ class SynthEngine:
             instrument=instrument,
             start=start,
             gate=gate,
-            end=start + int(np.ceil((gate + max(instrument.release, 0.005)) * sr)) + 1,
+            end=2**62 if open_ended else start + int(np.ceil((gate + max(instrument.release, 0.005)) * sr)) + 1,
             freq=midi_hz(note.pitch),
             brightness=self.settings.brightness,
             velocity=velocity,
@@ -145,10 +162,13 @@ class SynthEngine:
             lanes=self.lanes,
         )
         self._steal_for(sounding)
+        if open_ended:
+            self.open_notes[(note.voice, note.pitch, note.token, note.time)] = sounding
         bisect.insort(self.pending, (start, self._order, sounding), key=lambda e: (e[0], e[1]))
         self._order += 1
         self.by_voice.setdefault(note.voice, []).append(sounding)
-        self.last_end = max(self.last_end, sounding.end)
+        if not open_ended:
+            self.last_end = max(self.last_end, sounding.end)
 
     def _steal_for(self, new: SoundingNote) -> None:
         """Fade out the note this one replaces: same pitch still sounding, or the oldest over the limit."""

@@ -1,0 +1,164 @@
+"""Live audio: our synthesizer in the sound card's callback, in small blocks.
+
+The callback does only this: take the notes the player queued, render the next block with
+the same engine the offline render uses, apply the live gain and the streaming limiter.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+
+import numpy as np
+
+from ..errors import SonifyError
+from ..preset import Synth
+from ..score import Control, Note, VoiceInfo
+from ..synth.dsp import db
+from ..synth.engine import SynthEngine
+from ..synth.master import Limiter
+
+# The mix sits about this far under the preset's loudness target before the live gain;
+# measured on the presets' offline renders (raw -26 to -34 LUFS), so live audio lands
+# near the same loudness without seeing the whole piece.
+LIVE_GAIN_DB = 10.0
+
+
+def sounddevice_module():
+    try:
+        import sounddevice
+    except ImportError:
+        raise SonifyError("live audio needs sounddevice: pip install sounddevice") from None
+    except OSError:
+        raise SonifyError("live audio needs the PortAudio library: on Debian apt-get install libportaudio2") from None
+    return sounddevice
+
+
+def default_output(device: str | int | None = None) -> dict:
+    sd = sounddevice_module()
+    try:
+        return sd.query_devices(device, "output")
+    except Exception:
+        pass
+    # PortAudio lists devices once, when it starts: look again for a server started since.
+    sd._terminate()
+    sd._initialize()
+    try:
+        return sd.query_devices(device, "output")
+    except Exception:
+        outputs = [d["name"] for d in sd.query_devices() if d["max_output_channels"] > 0]
+        if device is not None and outputs:
+            raise SonifyError(f"no audio output {device!r}; available: {', '.join(outputs)}") from None
+        raise SonifyError(
+            "no audio output device found; on Linux start a JACK server (e.g. jackd -d alsa, or jackd -d dummy "
+            "without a sound card) or PulseAudio/PipeWire; on macOS check System Settings > Sound"
+        ) from None
+
+
+class AudioOut:
+    """Plays notes through our synth on a sounddevice output stream."""
+
+    def __init__(self, settings: Synth, tempo_bpm: float, voices: tuple[VoiceInfo, ...], block: int = 256,
+                 device: str | int | None = None, record: bool = False):  # fmt: skip
+        self.sd = sounddevice_module()
+        info = default_output(device)
+        self.device = device
+        self.sample_rate = int(info["default_samplerate"])
+        self.block = block
+        self.engine = SynthEngine(settings, tempo_bpm, voices, sample_rate=self.sample_rate)
+        self.limiter = Limiter(self.sample_rate, settings.ceiling)
+        self.gain = np.float32(db(LIVE_GAIN_DB + settings.loudness + 16.0))
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.xruns = 0
+        self.callbacks = 0
+        self.busy: list[float] = []  # seconds each callback took
+        self.samples = 0
+        self.record = record
+        self.recorded: list[np.ndarray] = []
+        self.zero_time: float | None = None  # monotonic time at which sample 0 is heard
+        self.fading = 0
+        self.stream = None
+
+    @property
+    def delay(self) -> float:
+        """Seconds the limiter holds the signal back; notes are scheduled this much earlier."""
+        return self.limiter.delay / self.sample_rate
+
+    def start(self) -> float:
+        """Open the stream (once); returns the monotonic time at which its first sample is heard."""
+        if self.stream is not None and self.zero_time is not None:
+            return self.zero_time
+        try:
+            self.stream = self.sd.OutputStream(
+                samplerate=self.sample_rate, blocksize=self.block, channels=2, dtype="float32",
+                device=self.device, callback=self._callback, latency="low",
+            )  # fmt: skip
+            self.stream.start()
+        except Exception as exc:
+            raise SonifyError(f"cannot open the audio output ({exc}); check the device, or start JACK") from None
+        deadline = time.monotonic() + 2.0
+        while self.zero_time is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+        if self.zero_time is None:
+            raise SonifyError("the audio output does not run (no callback within 2 s); is the audio server running?")
+        return self.zero_time
+
+    def _callback(self, outdata, frames, time_info, status) -> None:
+        began = time.perf_counter()
+        if self.zero_time is None:
+            self.zero_time = time.monotonic() + self.stream.latency
+        if status.output_underflow:
+            self.xruns += 1
+        while True:
+            try:
+                kind, item = self.inbox.get_nowait()
+            except queue.Empty:
+                break
+            if kind == "notes":
+                self.engine.schedule(*item)
+            elif kind == "open":
+                self.engine.open(*item)
+            else:
+                self.engine.close(item)
+        block = self.engine.process(frames)
+        block *= self.gain
+        out = self.limiter.process(block)
+        if self.fading:
+            ramp = np.clip((self.fading - np.arange(frames)) / (0.05 * self.sample_rate), 0.0, 1.0).astype(np.float32)
+            out *= ramp[:, None]
+            self.fading = max(self.fading - frames, 0) or -1
+        if self.fading < 0:
+            out[:] = 0.0
+        outdata[:] = out
+        if self.record:
+            self.recorded.append(out.copy())
+        self.samples += frames
+        self.callbacks += 1
+        self.busy.append(time.perf_counter() - began)
+
+    def _samples(self, offset: float) -> int:
+        """Score time 0 as a sample of the stream, ``offset`` seconds in, limiter delay allowed for."""
+        return round((offset - self.delay) * self.sample_rate)
+
+    def schedule(self, notes: list[Note], controls: list[Control], offset: float) -> None:
+        """Notes and controls at their Score times + ``offset`` seconds of the stream's clock."""
+        self.inbox.put(("notes", (notes, controls, self._samples(offset))))
+
+    def open(self, note: Note, offset: float) -> None:
+        self.inbox.put(("open", (note, self._samples(offset))))
+
+    def close(self, note: Note) -> None:
+        self.inbox.put(("close", note))
+
+    def panic(self) -> None:
+        """Fade everything out over 50 ms."""
+        self.fading = int(0.05 * self.sample_rate)
+
+    def stop(self) -> None:
+        if self.stream is not None:
+            self.stream.stop()
+            self.stream.close()
+            self.stream = None
+
+    def recording(self) -> np.ndarray:
+        return np.concatenate(self.recorded) if self.recorded else np.zeros((0, 2), dtype=np.float32)

@@ -1,0 +1,196 @@
+"""Live MIDI out: notes, controls and MIDI clock sent at their times, and panic."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+from ..errors import SonifyError
+from ..fileio import atomic_write
+from ..score import Control, Note
+from .scheduler import Scheduler
+
+VIRTUAL_PORT = "sonify"
+# JACK delivers MIDI at the start of its next period (0 to 5.3 ms at 256 frames and 48 kHz)
+# and the receiver's callback adds about a millisecond: sending 3 ms early centres the
+# arrival on the due time.
+MIDI_ADVANCE = 0.003
+CLOCKS_PER_BEAT = 24
+
+
+def midi_module():
+    """mido with a backend that works here: rtmidi, through JACK where Linux has no ALSA sequencer."""
+    try:
+        import mido
+        import rtmidi  # noqa: F401
+    except ImportError:
+        raise SonifyError("live MIDI needs python-rtmidi: pip install python-rtmidi") from None
+    wanted = os.environ.get("MIDO_BACKEND")
+    if not wanted and sys.platform.startswith("linux") and not os.path.exists("/dev/snd/seq"):
+        wanted = "mido.backends.rtmidi/UNIX_JACK"
+    if wanted and getattr(mido.backend, "name", None) != wanted:
+        mido.set_backend(wanted)
+    return mido
+
+
+def output_names() -> list[str]:
+    try:
+        return list(midi_module().get_output_names())
+    except SonifyError:
+        raise
+    except Exception:
+        return []
+
+
+def open_output(name: str | None):
+    """The MIDI output port ``name`` (exact, or a unique part of a name), or a virtual port
+    named ``sonify`` when ``name`` is None."""
+    mido = midi_module()
+    try:
+        if name is None:
+            return mido.open_output("out", virtual=True, client_name=VIRTUAL_PORT)
+        names = list(mido.get_output_names())
+    except Exception as exc:
+        raise SonifyError(
+            f"cannot open MIDI ({type(exc).__name__}: {exc}); on Linux without ALSA MIDI, start a JACK server (jackd -d dummy)"
+        ) from None
+    matches = [n for n in names if n == name] or [n for n in names if name.lower() in n.lower()]
+    if len(matches) != 1:
+        listed = ", ".join(repr(n) for n in names) or "none"
+        why = "matches several ports" if matches else "is not a MIDI output here"
+        raise SonifyError(f"{name!r} {why}; available: {listed} (leave --midi-out without a name for a virtual port 'sonify')")
+    return mido.open_output(matches[0])
+
+
+class MidiOut:
+    """Sends a Score's events to a port at their due times (``time.monotonic``)."""
+
+    def __init__(self, port, scheduler: Scheduler, channels: set[int], advance: float = MIDI_ADVANCE):
+        self.mido = midi_module()
+        self.port = port
+        self.scheduler = scheduler
+        self.channels = set(channels)
+        self.sounding: dict[tuple[int, int], int] = {}
+        self.sent: list[tuple[float, object]] = []  # (monotonic time, message), for --record and tests
+        self._lock = threading.Lock()
+        self._clock_until: float | None = None
+        self.closed = False
+        self.advance = advance
+
+    def send(self, message) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            if message.type == "note_on" and message.velocity > 0:
+                key = (message.channel, message.note)
+                self.sounding[key] = self.sounding.get(key, 0) + 1
+            elif message.type in ("note_off", "note_on"):
+                key = (message.channel, message.note)
+                if self.sounding.get(key, 0) > 1:
+                    self.sounding[key] -= 1
+                else:
+                    self.sounding.pop(key, None)
+            self.port.send(message)
+            self.sent.append((time.monotonic(), message))
+
+    def note(self, due: float, note: Note) -> None:
+        self.note_on(due, note)
+        self.note_off(due + max(note.duration, 0.001), note.channel, note.pitch)
+
+    def note_on(self, due: float, note: Note) -> None:
+        message = self.mido.Message("note_on", channel=note.channel, note=note.pitch, velocity=note.velocity)
+        self.scheduler.at(due - self.advance, lambda: self.send(message))
+
+    def note_off(self, due: float, channel: int, pitch: int) -> None:
+        message = self.mido.Message("note_off", channel=channel, note=pitch, velocity=0)
+        self.scheduler.at(due - self.advance, lambda: self.send(message))
+
+    def control(self, due: float, control: Control) -> None:
+        message = self.mido.Message("control_change", channel=control.channel, control=control.controller, value=control.value)
+        self.scheduler.at(due - self.advance, lambda: self.send(message))
+
+    def start_clock(self, start: float, bpm: float) -> None:
+        """MIDI clock (24 a beat) from ``start``, preceded by Start, until ``stop_clock``."""
+        self._clock_until = float("inf")
+        self._clock_interval = 60.0 / (bpm * CLOCKS_PER_BEAT)
+        self.scheduler.at(start - self.advance, lambda: self.send(self.mido.Message("start")))
+        self._tick(start, 0)
+
+    def _tick(self, start: float, k: int) -> None:
+        due = start + k * self._clock_interval
+        if self._clock_until is None or due > self._clock_until:
+            return
+
+        def tick() -> None:
+            self.send(self.mido.Message("clock"))
+            self._tick(start, k + 1)
+
+        self.scheduler.at(due - self.advance, tick)
+
+    def stop_clock(self, at: float) -> None:
+        if self._clock_until is not None:
+            self._clock_until = at
+            self.scheduler.at(at, lambda: self.send(self.mido.Message("stop")))
+
+    def panic(self) -> None:
+        """Silence everything now: a note-off for each sounding note, then All Notes Off,
+        All Sound Off and sustain off on every channel used; the clock stops."""
+        with self._lock:
+            held = list(self.sounding)
+        for channel, pitch in held:
+            self.send(self.mido.Message("note_off", channel=channel, note=pitch, velocity=0))
+        for channel in sorted(self.channels):
+            for controller, value in ((64, 0), (123, 0), (120, 0)):
+                self.send(self.mido.Message("control_change", channel=channel, control=controller, value=value))
+        if self._clock_until is not None:
+            self._clock_until = None
+            self.send(self.mido.Message("stop"))
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            self.port.close()
+
+    def write(self, path: str | os.PathLike, start: float, bpm: float) -> Path:
+        """What was sent, as a MIDI file (one track, times from ``start``)."""
+        mido = self.mido
+        midi = mido.MidiFile(type=0, ticks_per_beat=480)
+        track = mido.MidiTrack()
+        track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm)))
+        now = 0
+        for when, message in self.sent:
+            if message.type in ("clock", "start", "stop"):
+                continue
+            tick = max(0, round((when - start) * bpm / 60.0 * 480))
+            track.append(message.copy(time=max(tick - now, 0)))
+            now = max(now, tick)
+        midi.tracks.append(track)
+        path = Path(path)
+        with atomic_write(path, "wb") as f:
+            midi.save(file=f)
+        return path
+
+
+def panic_port(name: str | None) -> int:
+    """``sonify panic``: every note off on all 16 channels of a port; returns messages sent."""
+    mido = midi_module()
+    port = open_output(name)
+    count = 0
+    try:
+        # A port's buffer holds a few hundred messages a period (JACK: 5 ms): send a channel
+        # at a time and let each batch leave before the next, so none is dropped.
+        for channel in range(16):
+            for controller, value in ((64, 0), (123, 0), (120, 0)):
+                port.send(mido.Message("control_change", channel=channel, control=controller, value=value))
+                count += 1
+            for pitch in range(128):
+                port.send(mido.Message("note_off", channel=channel, note=pitch, velocity=0))
+                count += 1
+            time.sleep(0.012)
+        time.sleep(0.05)  # let the last messages leave before the port closes
+    finally:
+        port.close()
+    return count

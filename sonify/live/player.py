@@ -1,0 +1,257 @@
+"""The live player: the model runs ahead in its own thread; the growing Score is scheduled
+a fixed latency ahead of the listener on MIDI, audio, OSC and the terminal, all from one
+clock. If the model falls behind, the timeline holds (a rest) instead of stuttering; on
+any exit, Ctrl-C and errors included, every sounding note is stopped."""
+
+from __future__ import annotations
+
+import gc
+import queue
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+
+from ..errors import SonifyError
+from ..frame import Frame
+from ..preset import Preset
+from ..score import Note
+from .audio import AudioOut
+from .midi import MidiOut
+from .osc import OscOut
+from .scheduler import Scheduler
+from .stream import GrowingScore
+from .view import TerminalView
+
+_END = object()
+
+
+@dataclass
+class Performance:
+    """What happened: tokens played, holds, xruns, and per token how long the model took
+    against how long the token lasts."""
+
+    tokens: int = 0
+    start: float = 0.0  # monotonic time of Score time 0
+    holds: int = 0
+    held_seconds: float = 0.0
+    xruns: int = 0
+    end: float = 0.0  # monotonic time the music ended (before the tail)
+    model_seconds: list[float] = field(default_factory=list)
+    token_seconds: list[float] = field(default_factory=list)
+    interrupted: BaseException | None = None  # the Ctrl-C or SIGTERM that stopped it
+    scheduled: list[tuple[float, str, int, int]] = field(default_factory=list)  # (due, kind, channel, pitch) of MIDI notes
+    score: object = None
+
+
+class Player:
+    def __init__(
+        self,
+        preset: Preset,
+        *,
+        midi: MidiOut | None = None,
+        audio: AudioOut | None = None,
+        osc: OscOut | None = None,
+        view: TerminalView | None = None,
+        scheduler: Scheduler | None = None,
+        latency: float = 0.3,
+        lead: float = 0.05,
+        clock: bool = True,
+        max_seconds: float | None = None,
+        horizon: float = 3.0,
+    ):
+        if latency < 0.02:
+            raise SonifyError(f"--latency has to be at least 0.02 s, but is {latency:g}")
+        self.preset = preset
+        self.midi, self.audio, self.osc, self.view = midi, audio, osc, view
+        self.scheduler = scheduler or (midi.scheduler if midi else osc.scheduler if osc else Scheduler())
+        self.latency, self.lead, self.clock = latency, lead, clock
+        self.max_seconds = max_seconds
+        # The Score is extended only while less than this much music is scheduled ahead:
+        # the mapping's work is spread over the performance instead of crowding the start.
+        self.horizon = horizon
+        harmony = preset.voices.harmony
+        self.batch = harmony.every if harmony.enabled else 8  # frames per step: one chord's worth
+        self.stop_request = threading.Event()
+
+    # ------------------------------------------------------------------ producer
+
+    def _produce(self, frames: Iterator[Frame], out: queue.Queue, done: threading.Event, report: Performance) -> None:
+        last = time.perf_counter()
+        try:
+            for frame in frames:
+                now = time.perf_counter()
+                report.model_seconds.append(now - last)
+                while not done.is_set():
+                    try:
+                        out.put(frame, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if done.is_set():
+                    return
+                last = time.perf_counter()
+            out.put(_END)
+        except BaseException as exc:  # handed to the player, which stops cleanly and reports it
+            out.put(exc)
+
+    # ------------------------------------------------------------------ play
+
+    def play(self, frames: Iterator[Frame]) -> Performance:
+        report = Performance()
+        inbox: queue.Queue = queue.Queue(maxsize=64)
+        done = threading.Event()
+        producer = threading.Thread(target=self._produce, args=(frames, inbox, done, report), name="sonify-model", daemon=True)
+        growing = GrowingScore(self.preset)
+        zero = self.audio.start() if self.audio is not None else None
+        if self.view is not None:
+            self.view.start()
+        producer.start()
+        # Python threads hand over the GIL every 5 ms by default, as long as an audio block:
+        # the audio callback and the MIDI scheduler must not wait that long.
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(0.0005)
+        gc.freeze()  # what exists now is never collected: no long collector pauses mid-performance
+        t0: float | None = None
+        offset = 0.0
+        opened: dict[tuple, float] = {}
+        score = None
+        try:
+            ended = False
+            while not ended:
+                if t0 is not None and growing.score is not None:
+                    self._wait_until(t0 + offset + growing.score.cues[-1].time - self.horizon if growing.score.cues else 0.0)
+                batch = self._next_batch(inbox, self.batch)
+                ended = batch and batch[-1] is _END
+                frames_in = [f for f in batch if isinstance(f, Frame)]
+                release = growing.add(frames_in)
+                if self.max_seconds is not None and growing.score is not None and growing.score.end >= self.max_seconds:
+                    ended = True
+                if ended:
+                    release_end = growing.finish()
+                    for part in ("notes", "opened", "closed", "controls", "cues"):
+                        getattr(release, part).extend(getattr(release_end, part))
+                if t0 is None:
+                    t0 = time.monotonic() + self.latency
+                    report.start = t0
+                    if self.midi is not None and self.clock:
+                        self.midi.start_clock(t0, self.preset.music.tempo)
+                    if self.osc is not None:
+                        self.osc.event(t0, "start")
+                offset = self._hold_if_late(release, t0, offset, report)
+                self._dispatch(release, growing, t0, offset, zero, opened, report)
+                report.tokens = len(growing.frames)
+            score = growing.score
+            report.score = score
+            report.end = t0 + offset + (score.end if score is not None else 0.0)
+            if self.midi is not None:
+                self.midi.stop_clock(report.end)
+            if self.osc is not None:
+                self.osc.event(report.end, "stop")
+            tail = self.audio.engine.tail_seconds if self.audio is not None else 0.05
+            self._wait_until(report.end + tail)
+        except KeyboardInterrupt as exc:
+            report.interrupted = exc
+        finally:
+            done.set()
+            sys.setswitchinterval(switch)
+            gc.unfreeze()
+            self._silence(report)
+        if score is not None:
+            report.token_seconds = [c.duration for c in score.cues]
+        return report
+
+    def _next_batch(self, inbox: queue.Queue, most: int) -> list:
+        while True:
+            if self.stop_request.is_set():
+                raise KeyboardInterrupt
+            try:
+                item = inbox.get(timeout=0.05)
+                break
+            except queue.Empty:
+                continue
+        batch = [item]
+        while len(batch) < most and batch[-1] is not _END and not isinstance(batch[-1], BaseException):
+            try:
+                batch.append(inbox.get_nowait())
+            except queue.Empty:
+                break
+        if isinstance(batch[-1], BaseException):
+            raise batch[-1]
+        return batch
+
+    def _hold_if_late(self, release, t0: float, offset: float, report: Performance) -> float:
+        """Push the rest of the timeline back when the next events would be due too soon."""
+        times = (
+            [n.time for n in release.notes + release.opened] + [c.time for c in release.cues] + [c.time for c in release.controls]
+        )
+        if not times:
+            return offset
+        due = t0 + offset + min(times)
+        soonest = time.monotonic() + self.lead
+        if due < soonest:
+            report.holds += 1
+            report.held_seconds += soonest - due
+            offset += soonest - due
+        return offset
+
+    def _dispatch(
+        self, release, growing: GrowingScore, t0: float, offset: float, zero: float | None, opened: dict, report: Performance
+    ) -> None:
+        base = t0 + offset
+        if self.midi is not None:
+            for note in release.notes:
+                self.midi.note(base + note.time, note)
+                report.scheduled.append((base + note.time, "on", note.channel, note.pitch))
+            for note in release.opened:
+                self.midi.note_on(base + note.time, note)
+                report.scheduled.append((base + note.time, "on", note.channel, note.pitch))
+            for note in release.closed:
+                self.midi.note_off(base + note.time + note.duration, note.channel, note.pitch)
+            for control in release.controls:
+                self.midi.control(base + control.time, control)
+        if self.audio is not None:
+            audio_offset = t0 - zero + offset
+            # Ends first: a note that closes now may decide whether a new one steals its voice.
+            for note in release.closed:
+                held = opened.get(_key(note), offset)
+                self.audio.close(replace(note, duration=note.duration + offset - held))
+            self.audio.schedule(release.notes, release.controls, audio_offset)
+            for note in release.opened:
+                self.audio.open(note, audio_offset)
+        for note in release.opened:
+            opened[_key(note)] = offset
+        if self.osc is not None:
+            for note in release.notes:
+                self.osc.note(base + note.time, note)
+            for cue in release.cues:
+                self.osc.token(base + cue.time, growing.frames[cue.token])
+        if self.view is not None:
+            for cue in release.cues:
+                frame = growing.frames[cue.token]
+                spread = sum(frame.attention.entropy) / max(len(frame.attention.entropy), 1)
+                self.scheduler.at(base + cue.time, lambda cue=cue, spread=spread: self.view.show(cue, spread))
+
+    def _wait_until(self, when: float) -> None:
+        while time.monotonic() < when:
+            if self.stop_request.is_set():
+                raise KeyboardInterrupt
+            time.sleep(min(0.05, max(when - time.monotonic(), 0.0)))
+
+    def _silence(self, report: Performance) -> None:
+        """Stop everything: nothing scheduled stays, every sounding note ends."""
+        self.scheduler.clear()
+        if self.midi is not None:
+            self.midi.panic()
+        if self.audio is not None:
+            self.audio.panic()
+            time.sleep(0.08)
+            report.xruns = self.audio.xruns
+            self.audio.stop()
+        if self.view is not None:
+            self.view.stop()
+
+
+def _key(note: Note) -> tuple:
+    return (note.voice, note.pitch, note.token, note.time)

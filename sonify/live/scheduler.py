@@ -1,0 +1,63 @@
+"""One thread that runs callbacks at given times of the monotonic clock."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable
+
+
+class Scheduler:
+    """Calls each scheduled function as close to its due time (``time.monotonic``) as the
+    OS allows; functions due at the same time run in the order they were scheduled."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._order = itertools.count()
+        self._wake = threading.Condition()
+        self._stopped = False
+        self.lateness: list[float] = []  # seconds each call ran after its due time
+        self._thread = threading.Thread(target=self._run, name="sonify-scheduler", daemon=True)
+        self._thread.start()
+
+    def at(self, due: float, call: Callable[[], None]) -> None:
+        with self._wake:
+            heapq.heappush(self._heap, (due, next(self._order), call))
+            self._wake.notify()
+
+    def pending(self) -> int:
+        with self._wake:
+            return len(self._heap)
+
+    def clear(self) -> None:
+        """Forget everything not yet run."""
+        with self._wake:
+            self._heap.clear()
+
+    def last_due(self) -> float | None:
+        with self._wake:
+            return max((e[0] for e in self._heap), default=None)
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopped = True
+            self._heap.clear()
+            self._wake.notify()
+        self._thread.join(timeout=2)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._stopped and (not self._heap or self._heap[0][0] > time.monotonic()):
+                    timeout = None if not self._heap else max(self._heap[0][0] - time.monotonic(), 0.0)
+                    self._wake.wait(timeout)
+                if self._stopped:
+                    return
+                due, _, call = heapq.heappop(self._heap)
+            self.lateness.append(time.monotonic() - due)
+            try:
+                call()
+            except Exception:  # a sink's error must not stop the others; the player reports it
+                self.errors = getattr(self, "errors", 0) + 1

@@ -1,0 +1,46 @@
+"""The terminal view: the text appears as it sounds, coloured by surprisal, with the
+model's current entropy and attention spread."""
+
+from __future__ import annotations
+
+import threading
+
+from ..score import Cue
+
+
+def surprisal_style(surprisal: float) -> str:
+    """Green for expected tokens through yellow to red for surprising ones (0..8 nats)."""
+    x = max(0.0, min(surprisal / 8.0, 1.0))
+    red, green = int(80 + 175 * min(1.0, 2 * x)), int(80 + 175 * min(1.0, 2 * (1 - x)))
+    return f"rgb({red},{green},80)"
+
+
+class TerminalView:
+    def __init__(self, title: str):
+        from rich.console import Console
+        from rich.live import Live
+        from rich.text import Text
+
+        self.Text = Text
+        self.text = Text()
+        self.title = title
+        self.status = ""
+        self._lock = threading.Lock()
+        self.live = Live(self._render(), console=Console(), refresh_per_second=20, transient=False)
+
+    def _render(self):
+        from rich.panel import Panel
+
+        return Panel(self.text, title=self.title, subtitle=self.status)
+
+    def start(self) -> None:
+        self.live.start()
+
+    def show(self, cue: Cue, attention: float) -> None:
+        with self._lock:
+            self.text.append(cue.text, style=surprisal_style(cue.surprisal))
+            self.status = f"entropy {cue.entropy:4.2f} nats · surprisal {cue.surprisal:4.2f} · attention spread {attention:4.2f}"
+            self.live.update(self._render())
+
+    def stop(self) -> None:
+        self.live.stop()

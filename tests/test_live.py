@@ -1,0 +1,284 @@
+"""Live performance against a real JACK server (dummy driver) and real ports: MIDI timing,
+live audio against the offline render of the same Score, panic on Ctrl-C and SIGTERM, OSC."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import soundfile
+from jackrig import start_jack, stop_jack
+from traces import generated
+
+from sonify import load_preset
+from sonify.live.audio import AudioOut
+from sonify.live.midi import MidiOut, midi_module, open_output
+from sonify.live.osc import OscOut
+from sonify.live.player import Player
+from sonify.live.scheduler import Scheduler
+from sonify.mapping import make_score
+from sonify.synth.engine import SynthEngine
+from sonify.synth.master import Limiter
+
+
+@pytest.fixture(scope="module")
+def jack(tmp_path_factory):
+    proc, info = start_jack(tmp_path_factory.mktemp("jack"))
+    yield info
+    import sounddevice
+
+    sounddevice._terminate()  # PortAudio must let go of the server before it stops
+    stop_jack(proc)
+
+
+class Receiver:
+    """A real MIDI input connected to a port; records (arrival time, message)."""
+
+    def __init__(self, port: str):
+        mido = midi_module()
+        deadline = time.monotonic() + 20
+        while port not in mido.get_input_names():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"port {port} never appeared; inputs: {mido.get_input_names()}")
+            time.sleep(0.02)
+        self.got: list = []
+        self.port = mido.open_input(port, callback=lambda m: self.got.append((time.monotonic(), m)))
+
+    def notes_on(self):
+        return [(t, m) for t, m in self.got if m.type == "note_on" and m.velocity > 0]
+
+    def close(self):
+        self.port.close()
+
+
+def match_to_schedule(arrived, scheduled) -> list[float]:
+    """For each arrived note-on, the due time of the earliest unmatched scheduled one like it."""
+    waiting: dict[tuple[int, int], list[float]] = {}
+    for due, _, channel, pitch in sorted(scheduled):
+        waiting.setdefault((channel, pitch), []).append(due)
+    return [waiting[(m.channel, m.note)].pop(0) for _, m in arrived]
+
+
+def voices(preset):
+    return make_score(list(generated(4)), preset).voices
+
+
+def test_midi_notes_arrive_in_order_within_one_period(jack):
+    preset = load_preset("pulse")
+    scheduler = Scheduler()
+    midi = MidiOut(open_output(None), scheduler, {v.channel for v in voices(preset)})
+    receiver = Receiver("sonify:out")
+    try:
+        report = Player(preset, midi=midi, scheduler=scheduler, latency=0.3).play(iter(generated(120)))
+        time.sleep(0.3)
+    finally:
+        receiver.close()
+        scheduler.stop()
+        midi.close()
+    arrived = receiver.notes_on()
+    assert len(arrived) == len(report.scheduled) > 100
+    dues = match_to_schedule(arrived, report.scheduled)
+    assert dues == sorted(dues), "notes arrived out of order"
+    errors = np.array([t for t, _ in arrived]) - np.array(dues)
+    assert np.abs(errors).max() <= jack.period_seconds, f"onset errors {errors.min() * 1e3:.1f}..{errors.max() * 1e3:.1f} ms"
+    clocks = [t for t, m in receiver.got if m.type == "clock"]
+    assert abs(len(clocks) - (report.end - report.start) * preset.music.tempo / 60 * 24) <= 3
+
+
+def test_live_audio_matches_the_offline_render(jack, tmp_path):
+    preset = load_preset("default")
+    audio = AudioOut(preset.synth, preset.music.tempo, voices(preset), block=256, record=True)
+    audio.start()
+    capture = tmp_path / "capture.wav"
+    frames = generated(60)
+    seconds = make_score(frames, preset).end + 4.0
+    rec = subprocess.Popen(
+        ["jack_rec", "-f", str(capture), "-d", f"{seconds:.1f}", "-b", "32", "PortAudio:out_0", "PortAudio:out_1"],
+        env=jack.env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)
+    report = Player(preset, audio=audio, latency=0.3).play(iter(frames))
+    rec.wait(timeout=seconds + 30)
+    live, rate = soundfile.read(capture, dtype="float32")
+    assert rate == audio.sample_rate
+    engine = SynthEngine.for_score(report.score, preset.synth, sample_rate=rate)
+    offline = Limiter(rate, preset.synth.ceiling).process(engine.process(int(report.score.end * rate)) * audio.gain)
+    first_live = int(np.flatnonzero(np.abs(live[:, 0]) > 1e-4)[0])
+    first_offline = int(np.flatnonzero(np.abs(offline[:, 0]) > 1e-4)[0])
+    n = min(len(offline) - first_offline, len(live) - first_live)
+    a, b = live[first_live : first_live + n], offline[first_offline : first_offline + n]
+    assert n > rate * 10
+    if report.xruns == 0:
+        assert np.abs(a - b).max() < 1e-3
+    else:  # an xrun drops a block of the capture: the rest must still line up closely
+        assert np.corrcoef(a[:, 0], b[:, 0])[0, 1] > 0.98
+
+
+def play_and_stop(jack, sig: signal.Signals, tmp_path):
+    cmd = [
+        sys.executable,
+        "-m",
+        "sonify",
+        "play",
+        "--midi-out",
+        "--tokens",
+        "400",
+        "--preset",
+        "ambient",
+        "--latency",
+        "0.2",
+        "--quiet",
+    ]
+    proc = subprocess.Popen(cmd, env=jack.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    receiver = Receiver("sonify:out")
+    try:
+        deadline = time.monotonic() + 20
+        while not receiver.notes_on() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(2.0)
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=30)
+        time.sleep(0.2)
+    finally:
+        receiver.close()
+    return proc.returncode, stderr, receiver.got
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_stopping_sends_note_off_for_every_sounding_note(jack, tmp_path, sig, code):
+    returncode, stderr, got = play_and_stop(jack, sig, tmp_path)
+    assert returncode == code, stderr
+    assert "Traceback" not in stderr and "all notes off" in stderr
+    sounding: dict[tuple[int, int], int] = {}
+    for _, m in got:
+        if m.type == "note_on" and m.velocity > 0:
+            sounding[(m.channel, m.note)] = sounding.get((m.channel, m.note), 0) + 1
+        elif m.type in ("note_off", "note_on"):
+            sounding[(m.channel, m.note)] = max(sounding.get((m.channel, m.note), 0) - 1, 0)
+    assert any(m.type == "note_on" for _, m in got)
+    assert not [k for k, v in sounding.items() if v], "notes left sounding"
+    all_off = {m.channel for _, m in got if m.type == "control_change" and m.control == 123}
+    assert {c for c, _ in sounding} <= all_off
+
+
+def test_osc_messages_arrive_at_a_real_receiver(jack):
+    from pythonosc.dispatcher import Dispatcher
+    from pythonosc.osc_server import ThreadingOSCUDPServer
+
+    got: list = []
+    dispatcher = Dispatcher()
+    dispatcher.map("/sonify/*", lambda address, *args: got.append((address, args)))
+    server = ThreadingOSCUDPServer(("127.0.0.1", 0), dispatcher)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    scheduler = Scheduler()
+    try:
+        osc = OscOut(f"127.0.0.1:{server.server_address[1]}", scheduler)
+        frames = generated(30)
+        Player(load_preset("pulse"), osc=osc, scheduler=scheduler, latency=0.1).play(iter(frames))
+        time.sleep(0.3)
+    finally:
+        scheduler.stop()
+        server.shutdown()
+    tokens = [args for address, args in got if address == "/sonify/token"]
+    assert [a[0] for a in tokens] == list(range(len(frames)))
+    assert [a[1] for a in tokens] == [f.text for f in frames]
+    assert tokens[3][2] == pytest.approx(-frames[3].logprob, rel=1e-6)
+    assert sum(1 for a, _ in got if a == "/sonify/layers") == len(frames)
+    assert got[0][0] == "/sonify/start" and got[-1][0] == "/sonify/stop"
+
+
+def test_a_slow_model_makes_the_music_hold_not_stutter(jack):
+    """The model stalls for 2.5 s after 10 tokens (1.2 s of music): the timeline waits, and
+    the notes after the stall keep the Score's spacing."""
+    frames = generated(60)
+
+    def slow():
+        for i, frame in enumerate(frames):
+            if i == 10:
+                time.sleep(2.5)
+            yield frame
+
+    preset = load_preset("pulse")
+    scheduler = Scheduler()
+    midi = MidiOut(open_output(None), scheduler, {v.channel for v in voices(preset)})
+    receiver = Receiver("sonify:out")
+    try:
+        report = Player(preset, midi=midi, scheduler=scheduler, latency=0.05, lead=0.02).play(slow())
+        time.sleep(0.2)
+    finally:
+        receiver.close()
+        scheduler.stop()
+        midi.close()
+    assert report.holds >= 1 and report.held_seconds > 0.5
+    melody = [n for n in report.score.notes if n.voice == "melody"]
+    arrived = [(t, m) for t, m in receiver.notes_on() if m.channel == melody[0].channel]
+    assert len(arrived) == len(melody)
+    gaps_played = np.diff([t for t, _ in arrived])
+    gaps_score = np.diff([n.time for n in melody])
+    # Apart from the one hold, every gap is the Score's, within a JACK period.
+    off = np.abs(gaps_played - gaps_score) > 2 * jack.period_seconds
+    assert off.sum() <= 1
+
+
+def test_panic_command_silences_a_port(jack):
+    mido = midi_module()
+    got: list = []
+    port = mido.open_input("panic-target", virtual=True, callback=lambda m: got.append(m))
+    try:
+        name = next(n for n in mido.get_output_names() if "panic-target" in n)
+        done = subprocess.run(
+            [sys.executable, "-m", "sonify", "panic", "--midi-out", name],
+            env=jack.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        time.sleep(0.3)
+    finally:
+        port.close()
+    assert done.returncode == 0, done.stderr
+    assert {m.channel for m in got if m.type == "control_change" and m.control == 123} == set(range(16))
+    assert sum(1 for m in got if m.type == "note_off") == 16 * 128 or not jack.realtime
+
+
+def test_a_missing_port_lists_the_available_ones(jack):
+    done = subprocess.run(
+        [sys.executable, "-m", "sonify", "play", "--midi-out", "no-such-synth", "--tokens", "3"],
+        env=jack.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "'no-such-synth' is not a MIDI output here; available:" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_no_audio_device_says_how_to_get_one(tmp_path):
+    env = {**os.environ, "JACK_DEFAULT_SERVER": "no-such-server", "JACK_NO_START_SERVER": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "sonify", "play", "--audio", "--tokens", "3"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert "no audio output device found; on Linux start a JACK server" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_play_records_what_it_played(jack, tmp_path):
+    wav, mid = tmp_path / "live.wav", tmp_path / "live.mid"
+    done = subprocess.run(
+        [sys.executable, "-m", "sonify", "play", "Shall I", "--tokens", "12", "--midi-out", "--audio", "--record", str(wav), "--record", str(mid), "--preset", "pulse", "--quiet"],
+        env=jack.env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    audio, rate = soundfile.read(wav)
+    assert rate == 48000 and np.abs(audio).max() > 0.01
+    recorded = midi_module().MidiFile(mid)
+    assert sum(1 for m in recorded if m.type == "note_on" and m.velocity > 0) > 5
