@@ -91,11 +91,17 @@ def run(args, jack) -> None:
         f"JACK dummy, 48 kHz, period {jack.period} ({jack.period_seconds * 1000:.2f} ms), realtime {jack.realtime}; audio blocks {args.block}"
     )
     print(f"performed {report.tokens} tokens, {len(ons)} MIDI notes, {wall:.1f} s wall ({args.preset} preset)")
-    print(f"xruns: {report.xruns} ({report.xruns / minutes:.2f} per minute; goal <= 1)")
+    print(
+        f"xruns: {report.xruns} ({report.xruns / minutes:.2f} per minute; goal <= 1): {audio.starved} blocks not rendered in time, the rest reported by the audio server"
+    )
     print(
         f"MIDI onset error vs schedule, ms: median {np.median(errors):+.2f}, p99 {np.percentile(np.abs(errors), 99):.2f}, max {np.abs(errors).max():.2f} (goal: within {jack.period_seconds * 1000:.2f})"
     )
     print(f"holds: {report.holds} ({report.held_seconds:.2f} s)")
+    render = np.array(audio.render_busy) * 1000
+    print(
+        f"block rendering (in its own thread, {audio.ahead} blocks ahead): median {np.median(render):.2f} ms, p99 {np.percentile(render, 99):.2f}, max {render.max():.2f}"
+    )
     busy = np.array(audio.busy) * 1000
     worst = np.argsort(busy)[-3:]
     print(f"slowest callbacks: {[(int(i), round(float(busy[i]), 2)) for i in worst]} of {len(busy)}")

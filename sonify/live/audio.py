@@ -1,12 +1,16 @@
 """Live audio: our synthesizer in the sound card's callback, in small blocks.
 
-The callback does only this: take the notes the player queued, render the next block with
-the same engine the offline render uses, apply the live gain and the streaming limiter.
+A thread renders blocks a few ahead of the sound card with the same engine the offline
+render uses (then the live gain and the streaming limiter); the callback only hands them
+over. Sample k of the engine is the k-th sample the card plays, so notes keep their exact
+sample positions.
 """
 
 from __future__ import annotations
 
+import collections
 import queue
+import threading
 import time
 
 import numpy as np
@@ -72,6 +76,15 @@ class AudioOut:
         self.xruns = 0
         self.callbacks = 0
         self.busy: list[float] = []  # seconds each callback took
+        self.render_busy: list[float] = []  # seconds each block took to render
+        # Blocks are rendered this far ahead of the sound card, in a thread of their own:
+        # a render that waits for the GIL now and then does not reach the listener. The
+        # player schedules notes far further ahead than this (its latency and lead).
+        self.ahead = 4
+        self.ready: collections.deque = collections.deque()
+        self.wake = threading.Event()
+        self.starved = 0
+        self._running = False
         self.samples = 0
         self.record = record
         self.recorded: list[np.ndarray] = []
@@ -88,6 +101,11 @@ class AudioOut:
         """Open the stream (once); returns the monotonic time at which its first sample is heard."""
         if self.stream is not None and self.zero_time is not None:
             return self.zero_time
+        self._running = True
+        for _ in range(self.ahead):
+            self._render_block()
+        self._renderer = threading.Thread(target=self._render_loop, name="sonify-audio-render", daemon=True)
+        self._renderer.start()
         try:
             self.stream = self.sd.OutputStream(
                 samplerate=self.sample_rate, blocksize=self.block, channels=2, dtype="float32",
@@ -95,6 +113,7 @@ class AudioOut:
             )  # fmt: skip
             self.stream.start()
         except Exception as exc:
+            self._running = False
             raise SonifyError(f"cannot open the audio output ({exc}); check the device, or start JACK") from None
         deadline = time.monotonic() + 2.0
         while self.zero_time is None and time.monotonic() < deadline:
@@ -104,11 +123,34 @@ class AudioOut:
         return self.zero_time
 
     def _callback(self, outdata, frames, time_info, status) -> None:
+        """Hands over a block rendered ahead: no synthesis here, so the GIL is held only briefly."""
         began = time.perf_counter()
         if self.zero_time is None:
             self.zero_time = time.monotonic() + self.stream.latency
         if status.output_underflow:
             self.xruns += 1
+        try:
+            block = self.ready.popleft()
+        except IndexError:
+            outdata.fill(0.0)
+            self.starved += 1
+            self.xruns += 1
+        else:
+            outdata[:] = block
+        self.wake.set()
+        self.callbacks += 1
+        self.busy.append(time.perf_counter() - began)
+
+    def _render_loop(self) -> None:
+        while self._running:
+            while self._running and len(self.ready) < self.ahead:
+                self._render_block()
+            self.wake.wait(0.01)
+            self.wake.clear()
+
+    def _render_block(self) -> None:
+        """The next block: take the queued notes, synthesize, apply the gain and the limiter."""
+        began = time.perf_counter()
         while True:
             try:
                 kind, item = self.inbox.get_nowait()
@@ -120,21 +162,21 @@ class AudioOut:
                 self.engine.open(*item)
             else:
                 self.engine.close(item)
+        frames = self.block
         block = self.engine.process(frames)
         block *= self.gain
         out = self.limiter.process(block)
-        if self.fading:
+        if self.fading > 0:
             ramp = np.clip((self.fading - np.arange(frames)) / (0.05 * self.sample_rate), 0.0, 1.0).astype(np.float32)
             out *= ramp[:, None]
             self.fading = max(self.fading - frames, 0) or -1
-        if self.fading < 0:
+        elif self.fading < 0:
             out[:] = 0.0
-        outdata[:] = out
         if self.record:
             self.recorded.append(out.copy())
         self.samples += frames
-        self.callbacks += 1
-        self.busy.append(time.perf_counter() - began)
+        self.render_busy.append(time.perf_counter() - began)
+        self.ready.append(out)
 
     def _samples(self, offset: float) -> int:
         """Score time 0 as a sample of the stream, ``offset`` seconds in, limiter delay allowed for."""
@@ -155,6 +197,8 @@ class AudioOut:
         self.fading = int(0.05 * self.sample_rate)
 
     def stop(self) -> None:
+        self._running = False
+        self.wake.set()
         if self.stream is not None:
             self.stream.stop()
             self.stream.close()
