@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import SonifyError
+from .fileio import atomic_write
 
 RENDERS = Path("renders")
 
@@ -188,6 +189,40 @@ def build_parser() -> argparse.ArgumentParser:
         description="Send note-off for every note, All Notes Off and All Sound Off on every channel.",
     )
     panic.add_argument("--midi-out", metavar="PORT", help="the port (default: every MIDI output on this machine)")
+
+    inter = sub.add_parser(
+        "interlude",
+        help="a finished podcast interlude of an exact length, optionally with the text spoken over it",
+        description=(
+            "Make a piece of exactly --duration seconds at 48 kHz: fade-in, a musical ending (the last phrase resolves, "
+            "then the tail fades), loudness normalised (-16 LUFS by default), true peak under -1 dBTP. With --speak the "
+            "text is read aloud by espeak-ng (or bring a recording with --voice-file and --transcript); the music follows "
+            "the reading and ducks under the voice."
+        ),
+    )
+    inter.add_argument("prompt", nargs="?", default="", help="text to generate from (default: start from nothing)")
+    inter.add_argument("--read", metavar="FILE", help="the text to read ('-' for stdin)")
+    inter.add_argument(
+        "--duration", type=float, required=True, metavar="SECONDS", help="the interlude's exact length (e.g. 10 to 60)"
+    )
+    inter.add_argument("--lufs", type=float, default=-16.0, help="integrated loudness (default: -16; e.g. -14 or -23)")
+    inter.add_argument("--fade-in", type=float, default=1.0, metavar="SECONDS", help="fade-in length (default: 1)")
+    inter.add_argument("--fade-out", type=float, default=3.0, metavar="SECONDS", help="fade-out length (default: 3)")
+    voice = inter.add_argument_group("the spoken reading")
+    voice.add_argument("--speak", action="store_true", help="read the text aloud with espeak-ng over the music")
+    voice.add_argument("--voice", default="en", help="espeak-ng voice (default: en)")
+    voice.add_argument("--wpm", type=int, default=160, help="speaking rate, words a minute (default: 160)")
+    voice.add_argument(
+        "--voice-file", metavar="WAV", help="a recording of the text to use instead of espeak-ng (with --transcript)"
+    )
+    voice.add_argument("--transcript", metavar="FILE", help="the text the --voice-file speaks")
+    voice.add_argument(
+        "--duck", type=float, default=9.0, metavar="DB", help="how far the music ducks under the voice (default: 9 dB)"
+    )
+    _add_output_args(inter)
+    inter.set_defaults(preset="podcast")
+    _add_model_args(inter)
+    _add_sampler_args(inter)
 
     sub.add_parser("presets", help="list the presets with one line each", description="List the presets in the presets folder.")
     explain = sub.add_parser(
@@ -505,6 +540,93 @@ def cmd_panic(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_interlude(args: argparse.Namespace) -> int:
+    from .engine import Engine
+    from .interlude import chapters_json, cut_to_fit, frames_within, make_interlude, words_json
+    from .midifile import write_midi
+    from .model import load_model
+    from .pipeline import prepare_output_folder, slug
+    from .preset import load_preset
+    from .sampling import SamplerSettings
+    from .speech import espeak, recording
+    from .synth.render import write_audio
+    from .trace import Trace
+    from .transcript import to_json, to_srt, to_vtt
+
+    if not args.duration > 0:
+        raise SonifyError(f"--duration has to be a positive number of seconds, but is {args.duration:g}")
+    if args.voice_file and not args.transcript:
+        raise SonifyError("--voice-file needs --transcript FILE: the text the recording speaks")
+    if args.transcript and not args.voice_file:
+        raise SonifyError("--transcript goes with --voice-file WAV")
+    sources = sum(bool(x) for x in (args.prompt, args.read, args.transcript))
+    if sources > 1:
+        raise SonifyError("give one of a prompt, --read FILE or --voice-file with --transcript")
+    if not -40 <= args.lufs <= -6:
+        raise SonifyError(f"--lufs {args.lufs:g} is outside -40..-6 LUFS")
+    preset = load_preset(args.preset)
+    folder = prepare_output_folder(args.out)
+    available = args.duration - args.fade_out - 0.5
+    model = load_model(args.model, backend=args.backend, window=args.window, threads=args.threads)
+    engine = Engine(model)
+    speech = None
+    if args.transcript:
+        text, name = _read_text(args.transcript)
+        frames = list(engine.read(text))
+        speech = recording(args.voice_file, text)
+    elif args.read:
+        text, name = _read_text(args.read)
+        frames = list(engine.read(text))
+    else:
+        name = slug(args.prompt)
+        sampler = SamplerSettings(temperature=args.temp, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+                                  repetition_penalty=args.repetition_penalty)  # fmt: skip
+        # Enough text for the time: about 2.5 words (4 tokens) a second when spoken, more for music alone.
+        tokens = int(args.duration * (4 if args.speak else 8)) + 16
+        frames = list(engine.generate(args.prompt, max_tokens=tokens, sampler=sampler, seed=args.seed, stop_at_eos=False))
+        text = "".join(f.text for f in frames)
+    if args.speak and speech is None:
+        speech = espeak(text, voice=args.voice, words_per_minute=args.wpm)
+        room = available - args.fade_in - 0.5
+        if speech.duration > room:
+            keep = cut_to_fit(frames, speech, room)
+            if keep == 0:
+                raise SonifyError(f"not even the first word fits in {args.duration:g} s; give a longer --duration")
+            spoken = len(speech.words)
+            text = text[:keep]
+            frames = frames_within(frames, keep)
+            speech = espeak(text, voice=args.voice, words_per_minute=args.wpm)
+            if args.read:
+                print(f"read the first {len(speech.words)} of {spoken} words to fit {args.duration:g} s", file=sys.stderr)
+    piece = make_interlude(frames, preset, args.duration, speech=speech, loudness=args.lufs, ceiling=preset.synth.ceiling,
+                           fade_in=args.fade_in, fade_out=args.fade_out, duck_db=args.duck)  # fmt: skip
+    name = args.name or f"{name}-interlude"
+    subtype = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}[args.bits]
+    written = [write_audio(folder / f"{name}.{args.format}", piece.audio, piece.sample_rate, subtype)]
+    written.append(write_midi(folder / f"{name}.mid", piece.score, title=name))
+    for suffix, data in ((".srt", to_srt(piece.score)), (".vtt", to_vtt(piece.score)), (".json", to_json(piece.score))):
+        with atomic_write(folder / f"{name}{suffix}") as f:
+            f.write(data)
+        written.append(folder / f"{name}{suffix}")
+    if piece.words:
+        for suffix, data in ((".words.json", words_json(piece.words)), (".chapters.json", chapters_json(piece.words, text, name))):
+            with atomic_write(folder / f"{name}{suffix}") as f:
+                f.write(data)
+            written.append(folder / f"{name}{suffix}")
+    written.append(
+        Trace(engine.header("read" if args.read or args.transcript else "generate", text=text), list(piece.frames)).write(
+            folder / f"{name}.trace.jsonl"
+        )
+    )
+    print(
+        f"{args.duration:g} s interlude ({len(piece.frames)} tokens, {preset.name} preset{', spoken' if piece.words else ''}):",
+        file=sys.stderr,
+    )
+    for path in written:
+        print(f"  {path}", file=sys.stderr)
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .checkpoint import list_local_models
 
@@ -536,6 +658,7 @@ COMMANDS = {
     "render": cmd_render,
     "score": cmd_score,
     "play": cmd_play,
+    "interlude": cmd_interlude,
     "panic": cmd_panic,
     "models": cmd_models,
     "presets": cmd_presets,

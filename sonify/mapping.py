@@ -290,11 +290,17 @@ def voice_info(name: str, v: Voice, controllers: tuple[int, ...] = ()) -> VoiceI
     return VoiceInfo(name, name, v.channel - 1, v.program, v.instrument, v.gain, v.pan, v.reverb, v.delay, controllers)
 
 
-def make_score(frames: Sequence[Frame], preset: Preset) -> Score:
-    """Turn frames into a Score with ``preset``; the same inputs always give the same Score."""
+def make_score(frames: Sequence[Frame], preset: Preset, clock: TokenClock | None = None) -> Score:
+    """Turn frames into a Score with ``preset``; the same inputs always give the same Score.
+
+    ``clock`` gives the tokens' times from outside (a spoken reading); by default the
+    preset's timing sets them."""
     frames = list(frames)
     tempo = TempoMap.constant(preset.music.tempo)
-    clock = token_clock(frames, preset, tempo)
+    if clock is None:
+        clock = token_clock(frames, preset, tempo)
+    elif len(clock.onset) != len(frames):
+        raise ValueError(f"the clock times {len(clock.onset)} tokens, but there are {len(frames)} frames")
     notes: list[Note] = []
     controls: list[Control] = []
     infos: list[VoiceInfo] = []
