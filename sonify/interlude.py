@@ -61,7 +61,7 @@ def spoken_clock(frames: Sequence[Frame], words: Sequence[SpokenWord], preset: P
     spans = token_chars(frames)
     word_starts = [w.char_start for w in words]
     onset = np.zeros(len(frames))
-    for i, (a, b) in enumerate(spans):
+    for i, (a, _) in enumerate(spans):
         text = frames[i].text
         lead = len(text) - len(text.lstrip())
         c = a + lead if lead < len(text) else a
