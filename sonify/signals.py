@@ -22,7 +22,10 @@ Limit = float | str
 
 
 def _mean(values: Sequence[float]) -> float:
-    return float(np.mean(values)) if len(values) else 0.0
+    if not len(values):
+        return 0.0
+    with np.errstate(invalid="ignore", over="ignore"):  # inf and NaN are cleaned up after reading
+        return float(np.mean(values))
 
 
 # name → (reader, description for the legend)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.signal import butter, lfilter
 
 from ..preset import Synth
 from ..score import Control, Note, Score, VoiceInfo
@@ -25,6 +26,7 @@ from .instruments import INSTRUMENTS, Instrument
 
 STEAL_SECONDS = 0.005
 CONTROL_GLIDE_SECONDS = 0.02  # a control change glides this long: no zipper noise
+CONTROL_STEP = 32  # samples between readings of a control curve
 HEADROOM = 0.25  # the mix stays well below full scale; the master chain sets the level
 
 
@@ -42,12 +44,21 @@ class ControlLanes:
         times += [t, t + CONTROL_GLIDE_SECONDS * self.sample_rate]
         values += [previous, control.value / 127.0]
 
-    def curve(self, voice: str, controller: int, samples: np.ndarray) -> np.ndarray:
-        """The controller's value (0..1) at absolute sample positions."""
+    def curve(self, voice: str, controller: int, start: int, count: int) -> np.ndarray:
+        """The controller's value (0..1) at ``count`` samples from absolute sample ``start``.
+
+        Read every CONTROL_STEP samples of the absolute timeline and held in between (a
+        20 ms glide in steps of 0.7 ms), which is the same whatever block a sample is in."""
         lane = self.points.get((voice, controller))
         if not lane:
-            return np.ones(samples.size, dtype=np.float32)
-        return np.interp(samples, lane[0], lane[1]).astype(np.float32)
+            return np.ones(count, dtype=np.float32)
+        first = start // CONTROL_STEP
+        last = (start + count - 1) // CONTROL_STEP
+        grid = np.arange(first, last + 1, dtype=np.float64) * CONTROL_STEP
+        values = np.interp(grid, lane[0], lane[1]).astype(np.float32)
+        held = np.repeat(values, CONTROL_STEP)
+        offset = start - first * CONTROL_STEP
+        return held[offset : offset + count]
 
 
 @dataclass
@@ -70,7 +81,8 @@ class SoundingNote:
     state: dict[str, Any] = field(default_factory=dict)
 
     def control(self, controller: int, n: np.ndarray) -> np.ndarray:
-        return self.lanes.curve(self.note.voice, controller, n.astype(np.float64) + self.start)
+        """The controller's curve over samples ``n`` (consecutive, from the note's start)."""
+        return self.lanes.curve(self.note.voice, controller, int(n[0]) + self.start, n.size)
 
     def render(self, lo: int, hi: int) -> np.ndarray:
         """Samples ``lo`` to ``hi`` (from the note's start) of this note, mono, at its level."""
@@ -108,6 +120,12 @@ class SynthEngine:
         self.position = 0
         self.last_end = 0
         self._order = 0
+        self.bus_filters: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        for voice in self.voices.values():
+            cutoff = INSTRUMENTS[voice.instrument].bus_cutoff
+            if cutoff is not None:
+                b, a = butter(2, min(cutoff(settings.brightness), 0.45 * self.sample_rate) / (self.sample_rate / 2.0))
+                self.bus_filters[voice.name] = (b.astype(np.float32), a.astype(np.float32), np.zeros(2, dtype=np.float32))
         self.open_notes: dict[tuple, SoundingNote] = {}
 
     @classmethod
@@ -228,6 +246,13 @@ class SynthEngine:
                 bus = buses[s.note.voice] = np.zeros(frames, dtype=np.float32)
             bus[lo - b0 : hi - b0] += s.render(lo - s.start, hi - s.start)
         self.active = [s for s in self.active if s.end > b1]
+        for name, (b, a, state) in self.bus_filters.items():
+            # Always run (zeros when the voice is silent), so the filter's state follows the timeline.
+            bus = buses.get(name)
+            if bus is None:
+                bus = np.zeros(frames, dtype=np.float32)
+            filtered, self.bus_filters[name] = lfilter(b, a, bus, zi=state), None
+            buses[name], self.bus_filters[name] = filtered[0], (b, a, filtered[1])
         return buses
 
     def _effects(self, buses: dict[str, np.ndarray], frames: int) -> np.ndarray:

@@ -32,6 +32,9 @@ class Instrument:
     level: float  # trim so instruments sit together at equal velocity
     tone: Tone
     polyphony: int = 16
+    # Held, many-note voices are lowpassed once on the voice's bus rather than note by note:
+    # the cutoff (Hz) at brightness 0..1. None: the tone filters itself, if at all.
+    bus_cutoff: Callable[[float], float] | None = None
 
 
 def _lowpass(note: SoundingNote, x: np.ndarray, cutoff: float) -> np.ndarray:
@@ -89,7 +92,7 @@ def _detuned_saws(note: SoundingNote, n: np.ndarray, cents: tuple[float, ...]) -
 
 
 def _pad(note: SoundingNote, n: np.ndarray) -> np.ndarray:
-    return _lowpass(note, _detuned_saws(note, n, (-6.0, 6.0)), (900.0 + 2.0 * note.freq) * (0.5 + 2.0 * note.brightness))
+    return _detuned_saws(note, n, (-6.0, 6.0))  # filtered once for the whole voice (bus_cutoff)
 
 
 # The organ's partials, as harmonics of the played note: stop k sounds ORGAN_HARMONICS[k].
@@ -110,7 +113,7 @@ def _organ(note: SoundingNote, n: np.ndarray) -> np.ndarray:
 
 
 def _drone(note: SoundingNote, n: np.ndarray) -> np.ndarray:
-    tone = _lowpass(note, _detuned_saws(note, n, (-4.0, 4.0)), (250.0 + 3.0 * note.freq) * (0.5 + 2.0 * note.brightness))
+    tone = _detuned_saws(note, n, (-4.0, 4.0))  # filtered once for the whole voice (bus_cutoff)
     if note.controllers:
         tone = tone * note.control(note.controllers[0], n)
     return tone
@@ -124,8 +127,8 @@ INSTRUMENTS: dict[str, Instrument] = {
         Instrument("bell", 0.002, 1.4, 0.0, 0.5, 0.6, _bell),
         Instrument("pluck", 0.003, 0.35, 0.0, 0.15, 1.0, _pluck),
         Instrument("pulse", 0.003, 0.18, 0.35, 0.08, 0.55, _pulse),
-        Instrument("pad", 0.35, 1.0, 0.8, 1.2, 0.7, _pad),
+        Instrument("pad", 0.35, 1.0, 0.8, 1.2, 0.7, _pad, bus_cutoff=lambda b: 1400.0 * (0.5 + 2.0 * b)),
         Instrument("organ", 0.03, 0.2, 1.0, 0.25, 0.5, _organ, polyphony=8),
-        Instrument("drone", 1.5, 1.0, 1.0, 2.5, 0.8, _drone, polyphony=4),
+        Instrument("drone", 1.5, 1.0, 1.0, 2.5, 0.8, _drone, polyphony=4, bus_cutoff=lambda b: 450.0 * (0.5 + 2.0 * b)),
     )
 }

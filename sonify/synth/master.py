@@ -36,30 +36,67 @@ def _k_weighting(sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
     return np.convolve(shelf_b, high_b), np.convolve(shelf_a, high_a)
 
 
+class LoudnessMeter:
+    """BS.1770 integrated loudness, fed block by block (state carried), so an offline render
+    measures its mix while it is being made."""
+
+    def __init__(self, sample_rate: int, channels: int = 2):
+        b, a = _k_weighting(sample_rate)
+        # Second-order sections keep float32 accurate (the high pass sits close to z = 1).
+        self.sos = tf2sos(b, a).astype(np.float32)
+        self.state = np.zeros((self.sos.shape[0], 2, channels), dtype=np.float32)
+        self.step = int(round(0.1 * sample_rate))
+        self.steps: list[np.ndarray] = []  # per 100 ms: the sum of squares per channel
+        self.partial = np.zeros(channels)
+        self.filled = 0
+
+    def process(self, block: np.ndarray) -> None:
+        block = np.asarray(block, dtype=np.float32)
+        if block.ndim == 1:
+            block = block[:, None]
+        weighted, self.state = sosfilt(self.sos, block, axis=0, zi=self.state)
+        squares = np.square(weighted, dtype=np.float64)
+        at = 0
+        if self.filled:
+            take = min(self.step - self.filled, squares.shape[0])
+            self.partial += squares[:take].sum(axis=0)
+            self.filled += take
+            at = take
+            if self.filled == self.step:
+                self.steps.append(self.partial)
+                self.partial, self.filled = np.zeros_like(self.partial), 0
+        whole = (squares.shape[0] - at) // self.step
+        if whole:
+            self.steps.extend(squares[at : at + whole * self.step].reshape(whole, self.step, -1).sum(axis=1))
+            at += whole * self.step
+        if at < squares.shape[0]:
+            self.partial += squares[at:].sum(axis=0)
+            self.filled += squares.shape[0] - at
+
+    def loudness(self) -> float:
+        """Integrated loudness so far, LUFS; -inf for silence or less than 400 ms."""
+        if len(self.steps) < 4:
+            return -math.inf
+        steps = np.array(self.steps)
+        # 400 ms blocks, 75 % overlap: sums of four consecutive steps.
+        blocks = (steps[:-3] + steps[1:-2] + steps[2:-1] + steps[3:]) / (4 * self.step)
+        power = blocks.sum(axis=1)  # channel weights are 1.0 for left and right
+        with np.errstate(divide="ignore"):
+            loudness = -0.691 + 10.0 * np.log10(power)
+        gated = power[loudness > -70.0]
+        if gated.size == 0:
+            return -math.inf
+        relative = -0.691 + 10.0 * np.log10(gated.mean()) - 10.0
+        final = gated[-0.691 + 10.0 * np.log10(gated) > relative]
+        return float(-0.691 + 10.0 * np.log10(final.mean()))
+
+
 def integrated_loudness(audio: np.ndarray, sample_rate: int) -> float:
     """Integrated loudness of (frames, channels) audio in LUFS; -inf for silence or < 400 ms."""
     audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim == 1:
-        audio = audio[:, None]
-    step = int(round(0.1 * sample_rate))
-    n_steps = audio.shape[0] // step
-    if n_steps < 4:
-        return -math.inf
-    b, a = _k_weighting(sample_rate)
-    # Second-order sections keep float32 accurate (the high pass sits close to z = 1).
-    weighted = sosfilt(tf2sos(b, a).astype(np.float32), audio, axis=0)
-    # Mean square per 100 ms step, then 400 ms blocks as sums of four steps.
-    steps = np.square(weighted[: n_steps * step], dtype=np.float64).reshape(n_steps, step, -1).sum(axis=1)
-    blocks = (steps[:-3] + steps[1:-2] + steps[2:-1] + steps[3:]) / (4 * step)
-    power = blocks.sum(axis=1)  # channel weights are 1.0 for left and right
-    with np.errstate(divide="ignore"):
-        loudness = -0.691 + 10.0 * np.log10(power)
-    gated = power[loudness > -70.0]
-    if gated.size == 0:
-        return -math.inf
-    relative = -0.691 + 10.0 * np.log10(gated.mean()) - 10.0
-    final = gated[-0.691 + 10.0 * np.log10(gated) > relative]
-    return float(-0.691 + 10.0 * np.log10(final.mean()))
+    meter = LoudnessMeter(sample_rate, 1 if audio.ndim == 1 else audio.shape[1])
+    meter.process(audio)
+    return meter.loudness()
 
 
 def true_peak_db(audio: np.ndarray, oversample: int = 4) -> float:
@@ -159,21 +196,52 @@ class Limiter:
         return self.process(np.zeros((self.delay, self.channels)))
 
 
-def master(audio: np.ndarray, sample_rate: int, loudness: float, ceiling_db: float) -> np.ndarray:
+def limit(audio: np.ndarray, sample_rate: int, ceiling_db: float) -> tuple[np.ndarray, bool]:
+    """The limiter over a whole piece, without its delay: the same samples as streaming it
+    through :class:`Limiter` (then dropping the delay), and whether it lowered the gain.
+
+    Only the stretches near a loud sample are processed: elsewhere the gain is exactly 1,
+    so the samples pass unchanged. Each stretch gets a fresh limiter that starts far enough
+    before it (in quiet) to be in the same state as one that had run from the start."""
+    limiter = Limiter(sample_rate, ceiling_db, channels=audio.shape[1])
+    level = np.abs(audio[:, 0])
+    for c in range(1, audio.shape[1]):
+        np.maximum(level, np.abs(audio[:, c]), out=level)
+    loud = np.flatnonzero(level > 0.5 * limiter.ceiling)
+    out = audio.copy()
+    if loud.size == 0:
+        return out, False
+    # Every sample the gain could differ from 1 at lies within `reach` of a loud one.
+    reach = limiter.delay + limiter.hold + 2 * limiter.smooth + limiter.TAPS_PER_PHASE + 8
+    pre = limiter.input_history.shape[0] + reach
+    starts = loud[np.concatenate([[True], np.diff(loud) > 2 * reach + pre])]
+    ends = loud[np.concatenate([np.diff(loud) > 2 * reach + pre, [True]])]
+    engaged = False
+    for first, last in zip(starts, ends):
+        a, b = max(first - reach, 0), min(last + reach, audio.shape[0])
+        lead = max(a - pre, 0)
+        local = Limiter(sample_rate, ceiling_db, channels=audio.shape[1])
+        piece = np.concatenate([local.process(audio[lead:b]), local.flush()])[local.delay :]
+        out[a:b] = piece[a - lead : b - lead]
+        engaged |= local.engaged
+    return out, engaged
+
+
+def master(audio: np.ndarray, sample_rate: int, loudness: float, ceiling_db: float, measured: float | None = None) -> np.ndarray:
     """Normalise ``audio`` to ``loudness`` LUFS, then limit its true peak to ``ceiling_db``.
 
-    When the limiter works it lowers the loudness a little, so the gain is corrected and
-    the limiter run again until the result is within 0.1 LU (at most three passes)."""
+    ``measured`` is the audio's loudness if already known (measured while rendering). When
+    the limiter works it lowers the loudness a little, so the gain is corrected and the
+    limiter run again until the result is within 0.1 LU (at most three passes)."""
     audio = np.asarray(audio, dtype=np.float32)
-    measured = integrated_loudness(audio, sample_rate)
+    if measured is None:
+        measured = integrated_loudness(audio, sample_rate)
     if not math.isfinite(measured):
         return audio.copy()
     gain_db = loudness - measured
     for _ in range(3):
-        limiter = Limiter(sample_rate, ceiling_db, channels=audio.shape[1])
-        scaled = audio * np.float32(10.0 ** (gain_db / 20.0))
-        out = np.concatenate([limiter.process(scaled), limiter.flush()])[limiter.delay :]
-        if not limiter.engaged:
+        out, engaged = limit(audio * np.float32(10.0 ** (gain_db / 20.0)), sample_rate, ceiling_db)
+        if not engaged:
             break  # a pure gain: the loudness is exactly the target
         error = loudness - integrated_loudness(out, sample_rate)
         if abs(error) <= 0.1:

@@ -13,7 +13,7 @@ from ..fileio import atomic_write
 from ..preset import Synth
 from ..score import Score
 from .engine import SynthEngine
-from .master import master
+from .master import LoudnessMeter, master
 
 BLOCK = 131072  # offline block: large enough that per-note overhead vanishes
 
@@ -38,7 +38,9 @@ def render_audio(
     total = engine.length_for(score.end)
     blocks = []
     done = 0
+    meter = LoudnessMeter(engine.sample_rate)
     for block in engine.blocks(total, BLOCK):
+        meter.process(block)  # measured as it is made, while the next block's notes render
         blocks.append(block)
         done += block.shape[0]
         if progress is not None:
@@ -46,7 +48,7 @@ def render_audio(
     audio = np.concatenate(blocks) if blocks else np.zeros((0, 2), dtype=np.float32)
     if not finish:
         return audio
-    return master(audio, engine.sample_rate, settings.loudness, settings.ceiling)
+    return master(audio, engine.sample_rate, settings.loudness, settings.ceiling, measured=meter.loudness())
 
 
 def audio_format(path: str | os.PathLike, subtype: str | None = None) -> tuple[str, str]:
