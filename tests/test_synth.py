@@ -205,3 +205,21 @@ def test_soundfont_engine_plays_the_same_score(poem_score):
     assert abs(onset - first) < 0.03
     with pytest.raises(SonifyError, match="does not exist"):
         render_soundfont(poem_score, "/nonexistent.sf2", preset.synth)
+
+
+def test_fast_limiter_and_partial_remeasure_equal_the_full_computation(poem_score):
+    """The offline limiter skips quiet stretches and the loudness check re-measures only the
+    steps the limiter touched: both must give exactly what the full computation gives."""
+    from sonify.synth.master import LoudnessMeter, _restep, gated_loudness, limit
+
+    preset = load_preset("pulse")
+    raw = render_audio(make_score(read(POEM), preset), preset.synth, finish=False)
+    gain = np.float32(10 ** (18 / 20))  # loud enough that the limiter works hard
+    streamed = Limiter(SR, -1.0)
+    full = np.concatenate([streamed.process(raw * gain), streamed.flush()])[streamed.delay :]
+    fast, regions = limit(raw * gain, SR, -1.0)
+    assert regions and np.array_equal(fast, full)
+    meter = LoudnessMeter(SR)
+    meter.process(raw)
+    partial = gated_loudness(_restep(meter, np.array(meter.steps) * float(gain) ** 2, fast, regions, SR), meter.step)
+    assert partial == pytest.approx(integrated_loudness(full, SR), abs=1e-4)

@@ -251,8 +251,8 @@ class SynthEngine:
             bus = buses.get(name)
             if bus is None:
                 bus = np.zeros(frames, dtype=np.float32)
-            filtered, self.bus_filters[name] = lfilter(b, a, bus, zi=state), None
-            buses[name], self.bus_filters[name] = filtered[0], (b, a, filtered[1])
+            buses[name], state = lfilter(b, a, bus, zi=state)
+            self.bus_filters[name] = (b, a, state)
         return buses
 
     def _effects(self, buses: dict[str, np.ndarray], frames: int) -> np.ndarray:

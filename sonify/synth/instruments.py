@@ -124,7 +124,7 @@ INSTRUMENTS: dict[str, Instrument] = {
     for i in (
         Instrument("sine", 0.01, 0.3, 0.7, 0.25, 0.8, _sine),
         Instrument("keys", 0.003, 1.2, 0.0, 0.35, 0.9, _keys),
-        Instrument("bell", 0.002, 1.4, 0.0, 0.5, 0.6, _bell),
+        Instrument("bell", 0.002, 1.4, 0.0, 0.35, 0.6, _bell),
         Instrument("pluck", 0.003, 0.35, 0.0, 0.15, 1.0, _pluck),
         Instrument("pulse", 0.003, 0.18, 0.35, 0.08, 0.55, _pulse),
         Instrument("pad", 0.35, 1.0, 0.8, 1.2, 0.7, _pad, bus_cutoff=lambda b: 1400.0 * (0.5 + 2.0 * b)),

@@ -75,20 +75,24 @@ class LoudnessMeter:
 
     def loudness(self) -> float:
         """Integrated loudness so far, LUFS; -inf for silence or less than 400 ms."""
-        if len(self.steps) < 4:
-            return -math.inf
-        steps = np.array(self.steps)
-        # 400 ms blocks, 75 % overlap: sums of four consecutive steps.
-        blocks = (steps[:-3] + steps[1:-2] + steps[2:-1] + steps[3:]) / (4 * self.step)
-        power = blocks.sum(axis=1)  # channel weights are 1.0 for left and right
-        with np.errstate(divide="ignore"):
-            loudness = -0.691 + 10.0 * np.log10(power)
-        gated = power[loudness > -70.0]
-        if gated.size == 0:
-            return -math.inf
-        relative = -0.691 + 10.0 * np.log10(gated.mean()) - 10.0
-        final = gated[-0.691 + 10.0 * np.log10(gated) > relative]
-        return float(-0.691 + 10.0 * np.log10(final.mean()))
+        return gated_loudness(np.array(self.steps), self.step)
+
+
+def gated_loudness(steps: np.ndarray, step: int) -> float:
+    """BS.1770 gating over 100 ms steps of summed K-weighted squares (steps, channels)."""
+    if len(steps) < 4:
+        return -math.inf
+    # 400 ms blocks, 75 % overlap: sums of four consecutive steps.
+    blocks = (steps[:-3] + steps[1:-2] + steps[2:-1] + steps[3:]) / (4 * step)
+    power = blocks.sum(axis=1)  # channel weights are 1.0 for left and right
+    with np.errstate(divide="ignore"):
+        loudness = -0.691 + 10.0 * np.log10(power)
+    gated = power[loudness > -70.0]
+    if gated.size == 0:
+        return -math.inf
+    relative = -0.691 + 10.0 * np.log10(gated.mean()) - 10.0
+    final = gated[-0.691 + 10.0 * np.log10(gated) > relative]
+    return float(-0.691 + 10.0 * np.log10(final.mean()))
 
 
 def integrated_loudness(audio: np.ndarray, sample_rate: int) -> float:
@@ -196,9 +200,10 @@ class Limiter:
         return self.process(np.zeros((self.delay, self.channels)))
 
 
-def limit(audio: np.ndarray, sample_rate: int, ceiling_db: float) -> tuple[np.ndarray, bool]:
+def limit(audio: np.ndarray, sample_rate: int, ceiling_db: float) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """The limiter over a whole piece, without its delay: the same samples as streaming it
-    through :class:`Limiter` (then dropping the delay), and whether it lowered the gain.
+    through :class:`Limiter` (then dropping the delay), and the stretches where it lowered
+    the gain (elsewhere the output is the input).
 
     Only the stretches near a loud sample are processed: elsewhere the gain is exactly 1,
     so the samples pass unchanged. Each stretch gets a fresh limiter that starts far enough
@@ -210,40 +215,69 @@ def limit(audio: np.ndarray, sample_rate: int, ceiling_db: float) -> tuple[np.nd
     loud = np.flatnonzero(level > 0.5 * limiter.ceiling)
     out = audio.copy()
     if loud.size == 0:
-        return out, False
+        return out, []
     # Every sample the gain could differ from 1 at lies within `reach` of a loud one.
     reach = limiter.delay + limiter.hold + 2 * limiter.smooth + limiter.TAPS_PER_PHASE + 8
     pre = limiter.input_history.shape[0] + reach
     starts = loud[np.concatenate([[True], np.diff(loud) > 2 * reach + pre])]
     ends = loud[np.concatenate([np.diff(loud) > 2 * reach + pre, [True]])]
-    engaged = False
+    changed: list[tuple[int, int]] = []
     for first, last in zip(starts, ends):
         a, b = max(first - reach, 0), min(last + reach, audio.shape[0])
         lead = max(a - pre, 0)
         local = Limiter(sample_rate, ceiling_db, channels=audio.shape[1])
         piece = np.concatenate([local.process(audio[lead:b]), local.flush()])[local.delay :]
         out[a:b] = piece[a - lead : b - lead]
-        engaged |= local.engaged
-    return out, engaged
+        if local.engaged:
+            changed.append((a, b))
+    return out, changed
 
 
-def master(audio: np.ndarray, sample_rate: int, loudness: float, ceiling_db: float, measured: float | None = None) -> np.ndarray:
+def _restep(
+    meter: LoudnessMeter, steps: np.ndarray, audio: np.ndarray, regions: list[tuple[int, int]], sample_rate: int
+) -> np.ndarray:
+    """``steps`` with the 100 ms steps that ``regions`` of ``audio`` touch measured again.
+
+    The K-filter forgets within a few milliseconds, so each region is re-filtered from
+    MARGIN before it (in step with the rest) to MARGIN after it."""
+    step = meter.step
+    margin = 3 * step  # whole steps, so the fresh meter's steps line up with the others
+    out = steps.copy()
+    for a, b in regions:
+        s0 = max(a - margin, 0) // step
+        s1 = min((b + margin) // step + 1, len(steps))
+        begin = max(s0 * step - margin, 0)
+        local = LoudnessMeter(sample_rate, audio.shape[1])
+        local.process(audio[begin : s1 * step])
+        fresh = np.array(local.steps)
+        skip = (s0 * step - begin) // step
+        out[s0:s1] = fresh[skip : skip + (s1 - s0)]
+    return out
+
+
+def master(
+    audio: np.ndarray, sample_rate: int, loudness: float, ceiling_db: float, meter: LoudnessMeter | None = None
+) -> np.ndarray:
     """Normalise ``audio`` to ``loudness`` LUFS, then limit its true peak to ``ceiling_db``.
 
-    ``measured`` is the audio's loudness if already known (measured while rendering). When
-    the limiter works it lowers the loudness a little, so the gain is corrected and the
-    limiter run again until the result is within 0.1 LU (at most three passes)."""
+    ``meter`` has measured ``audio`` already (while it was rendered). Where the limiter
+    works it lowers the loudness a little: only the steps it touched are measured again,
+    the gain corrected, and the limiter run again until within 0.1 LU (at most three passes)."""
     audio = np.asarray(audio, dtype=np.float32)
-    if measured is None:
-        measured = integrated_loudness(audio, sample_rate)
+    if meter is None:
+        meter = LoudnessMeter(sample_rate, audio.shape[1])
+        meter.process(audio)
+    base = np.array(meter.steps)
+    measured = gated_loudness(base, meter.step)
     if not math.isfinite(measured):
         return audio.copy()
     gain_db = loudness - measured
     for _ in range(3):
-        out, engaged = limit(audio * np.float32(10.0 ** (gain_db / 20.0)), sample_rate, ceiling_db)
-        if not engaged:
+        gain = 10.0 ** (gain_db / 20.0)
+        out, regions = limit(audio * np.float32(gain), sample_rate, ceiling_db)
+        if not regions:
             break  # a pure gain: the loudness is exactly the target
-        error = loudness - integrated_loudness(out, sample_rate)
+        error = loudness - gated_loudness(_restep(meter, base * gain**2, out, regions, sample_rate), meter.step)
         if abs(error) <= 0.1:
             break
         gain_db += error

@@ -48,7 +48,7 @@ def render_audio(
     audio = np.concatenate(blocks) if blocks else np.zeros((0, 2), dtype=np.float32)
     if not finish:
         return audio
-    return master(audio, engine.sample_rate, settings.loudness, settings.ceiling, measured=meter.loudness())
+    return master(audio, engine.sample_rate, settings.loudness, settings.ceiling, meter=meter)
 
 
 def audio_format(path: str | os.PathLike, subtype: str | None = None) -> tuple[str, str]:
