@@ -7,15 +7,13 @@ status 2; Ctrl-C ends with status 130 and leaves no partial file behind.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__
-from .errors import SonifyError
-from .fileio import atomic_write
+from .errors import SonifyError, Terminated
 
 RENDERS = Path("renders")
 
@@ -88,7 +86,7 @@ def _add_output_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sonify",
-        description="Hear a language model think: run a model token by token and record what happens inside.",
+        description="Hear a language model think: run a model token by token, record what happens inside, and play it as music.",
     )
     parser.add_argument("--version", action="version", version=f"sonify {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -238,395 +236,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@contextlib.contextmanager
-def _progress(total: int, enabled: bool) -> Iterator[Callable[[], None]]:
-    """A rich progress bar on stderr (transient), or a no-op when stderr is not a terminal."""
-    if not enabled:
-        yield lambda: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("tokens"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
-        task = progress.add_task("tokens", total=total)
-        yield lambda: progress.advance(task)
-
-
-def cmd_trace(args: argparse.Namespace) -> int:
-    from .engine import Engine
-    from .model import load_model
-    from .sampling import SamplerSettings
-    from .trace import Trace
-
-    if args.read is not None and args.prompt:
-        raise SonifyError("give either a prompt or --read FILE, not both")
-    if args.tokens < 1:
-        raise SonifyError(f"--tokens has to be at least 1, but is {args.tokens}")
-    text, name = _read_text(args.read) if args.read is not None else (None, "generated")
-    sampler = SamplerSettings(
-        temperature=args.temp, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p, repetition_penalty=args.repetition_penalty
-    )
-    out = args.out or RENDERS / f"{name}.trace.jsonl"
-    if out.parent != Path("") and not out.parent.exists():
-        if args.out is not None:
-            raise SonifyError(f"output folder {out.parent} does not exist; create it or choose another --out")
-        out.parent.mkdir(parents=True)
-    model = load_model(args.model, backend=args.backend, window=args.window, threads=args.threads)
-    engine = Engine(model, alternatives=args.alternatives)
-    # Tokenized once here: the ids give the progress bar its length and feed the engine.
-    if text is not None:
-        header = engine.header("read", text=text)
-        ids = model.tokenizer.encode(text)
-        frames, total = engine.read_ids(ids), len(ids)
-    else:
-        header = engine.header("generate", prompt=args.prompt, sampler=sampler.to_dict(), seed=args.seed, max_tokens=args.tokens)
-        ids = model.tokenizer.encode(args.prompt) if args.prompt else []
-        frames = engine.generate(ids, max_tokens=args.tokens, sampler=sampler, seed=args.seed, stop_at_eos=not args.ignore_eos)
-        total = len(ids) + args.tokens
-    trace = Trace(header)
-    echo = not args.quiet and sys.stdout.isatty()
-    with _progress(total, enabled=not echo and sys.stderr.isatty()) as advance:
-        for frame in frames:
-            trace.frames.append(frame)
-            advance()
-            if echo:
-                sys.stdout.write(frame.text)
-                sys.stdout.flush()
-    if echo:
-        sys.stdout.write("\n")
-    trace.write(out)
-    print(f"wrote {out} ({len(trace.frames)} tokens, model {model.name}, backend {model.backend})", file=sys.stderr)
-    return 0
-
-
-def _outputs(args: argparse.Namespace) -> list[str]:
-    from .pipeline import DEFAULT_OUTPUTS
-
-    outputs = [o for o in DEFAULT_OUTPUTS if not (o == "audio" and args.no_audio)]
-    return outputs + ["plot"] if args.plot else outputs
-
-
-def _write_piece(args: argparse.Namespace, trace, preset, name: str) -> int:
-    from .pipeline import render_files
-
-    subtype = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}[args.bits]
-    with _render_progress(sys.stderr.isatty()) as progress:
-        result = render_files(
-            trace, preset, out=args.out, name=args.name or name, outputs=_outputs(args), audio_format=args.format,
-            subtype=subtype, sample_rate=args.rate, soundfont=args.soundfont, on_progress=progress,
-        )  # fmt: skip
-    score = result.score
-    print(
-        f"{len(trace.frames)} tokens, {score.end:.1f} s, {len(score.notes)} notes ({preset.name} preset):",
-        file=sys.stderr,
-    )
-    for kind, path in result.paths.items():
-        print(f"  {kind:6s} {path}", file=sys.stderr)
-    return 0
-
-
-@contextlib.contextmanager
-def _render_progress(enabled: bool) -> Iterator[Callable[[float], None]]:
-    if not enabled:
-        yield lambda fraction: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(TextColumn("rendering"), BarColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("rendering", total=1.0)
-        yield lambda fraction: bar.update(task, completed=fraction)
-
-
-def cmd_render(args: argparse.Namespace) -> int:
-    from .pipeline import check_length, prepare_output_folder, run_model, slug
-    from .preset import load_preset
-    from .sampling import SamplerSettings
-
-    if args.prompt and (args.read is not None or args.trace is not None):
-        raise SonifyError("give either a prompt, --read FILE or --trace FILE, not two of them")
-    check_length(args.tokens, args.duration)
-    preset = load_preset(args.preset)
-    prepare_output_folder(args.out)
-    if args.trace is not None:
-        return _render_trace(args, preset)
-    text, name = _read_text(args.read) if args.read is not None else (None, slug(args.prompt))
-    sampler = SamplerSettings(
-        temperature=args.temp, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p, repetition_penalty=args.repetition_penalty
-    )
-    echo = not args.quiet and sys.stdout.isatty()
-    bar_total: list[int | None] = [None]
-    with _token_progress(enabled=not echo and sys.stderr.isatty()) as (start, advance):
-
-        def on_frame(frame) -> None:
-            advance()
-            if echo:
-                sys.stdout.write(frame.text)
-                sys.stdout.flush()
-
-        trace = run_model(
-            prompt=args.prompt, text=text, model=args.model, backend=args.backend, window=args.window, threads=args.threads,
-            sampler=sampler, seed=args.seed, tokens=args.tokens, duration=args.duration, preset=preset, on_frame=on_frame,
-            on_start=lambda total: (bar_total.__setitem__(0, total), start(total)),
-        )  # fmt: skip
-    if echo:
-        sys.stdout.write("\n")
-    if not trace.frames:
-        raise SonifyError("the model produced no tokens; give a prompt or a longer --tokens")
-    return _write_piece(args, trace, preset, name)
-
-
-def _render_trace(args: argparse.Namespace, preset) -> int:
-    from .pipeline import shortest_prefix
-    from .trace import Trace
-
-    trace = Trace.read(args.trace)
-    if args.duration is not None:
-        trace = Trace(trace.header, trace.frames[: shortest_prefix(trace.frames, preset, args.duration)])
-    elif args.tokens is not None:
-        trace = Trace(trace.header, trace.frames[: args.tokens])
-    if not trace.frames:
-        raise SonifyError(f"{args.trace} holds no tokens; nothing to play")
-    name = Path(args.trace).name.removesuffix(".jsonl").removesuffix(".trace")
-    return _write_piece(args, trace, preset, name)
-
-
-def cmd_score(args: argparse.Namespace) -> int:
-    from .pipeline import check_length, prepare_output_folder
-    from .preset import load_preset
-
-    check_length(args.tokens, args.duration)
-    preset = load_preset(args.preset)
-    prepare_output_folder(args.out)
-    return _render_trace(args, preset)
-
-
-@contextlib.contextmanager
-def _token_progress(enabled: bool) -> Iterator[tuple[Callable[[int | None], None], Callable[[], None]]]:
-    """A token progress bar whose total is known only when the model starts (None: unknown)."""
-    if not enabled:
-        yield (lambda total: None), (lambda: None)
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (TextColumn("tokens"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
-        task = progress.add_task("tokens", total=None)
-        yield (lambda total: progress.update(task, total=total)), (lambda: progress.advance(task))
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, turned into an exception so every exit path silences the outputs."""
-
-
-def _on_sigterm(signum, frame) -> None:
-    raise Terminated
-
-
-def _frames_for_play(args: argparse.Namespace, engine, sampler):
-    if args.type:
-        reader = engine.reader()
-
-        def typed():
-            for line in sys.stdin:
-                yield from reader.feed(line)
-
-        return typed()
-    if args.read is not None:
-        text, _ = _read_text(args.read)
-        ids = engine.model.tokenizer.encode(text)
-        return engine.read_ids(ids[: args.tokens] if args.tokens else ids)
-    limit = args.tokens if args.tokens is not None else 1_000_000
-    return engine.generate(args.prompt, max_tokens=limit, sampler=sampler, seed=args.seed, stop_at_eos=args.duration is None)
-
-
-def cmd_play(args: argparse.Namespace) -> int:
-    import signal
-
-    from .engine import Engine
-    from .live.scheduler import Scheduler
-    from .mapping import make_score
-    from .model import load_model
-    from .pipeline import check_length
-    from .preset import load_preset
-    from .sampling import SamplerSettings
-
-    if args.prompt and (args.read is not None or args.type):
-        raise SonifyError("give either a prompt, --read FILE or --type, not two of them")
-    check_length(args.tokens, args.duration)
-    if args.midi_out is None and not args.audio and args.osc is None:
-        raise SonifyError("choose an output: --midi-out [PORT], --audio and/or --osc HOST:PORT")
-    for path in args.record:
-        suffix = Path(path).suffix.lower()
-        if suffix not in (".wav", ".flac", ".mid"):
-            raise SonifyError(f"--record {path}: write .wav, .flac (audio) or .mid (MIDI)")
-        if suffix == ".mid" and args.midi_out is None:
-            raise SonifyError("--record FILE.mid records the MIDI output; add --midi-out")
-        if suffix != ".mid" and not args.audio:
-            raise SonifyError(f"--record {path} records the audio output; add --audio")
-        if not Path(path).parent.is_dir():
-            raise SonifyError(f"--record {path}: folder {Path(path).parent} does not exist")
-    preset = load_preset(args.preset)
-    sampler = SamplerSettings(
-        temperature=args.temp, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p, repetition_penalty=args.repetition_penalty
-    )
-    model = load_model(args.model, backend=args.backend, window=args.window, threads=args.threads)
-    engine = Engine(model)
-    voices = make_score(list(engine.generate("", max_tokens=1)), preset).voices
-    scheduler = Scheduler()
-    midi = audio = osc = view = None
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        if args.midi_out is not None:
-            from .live.midi import MidiOut, open_output
-
-            channels = {v.channel for v in voices}
-            midi = MidiOut(open_output(None if args.midi_out == VIRTUAL else args.midi_out), scheduler, channels)
-        if args.audio:
-            from .live.audio import AudioOut
-
-            audio = AudioOut(preset.synth, preset.music.tempo, voices, block=args.block, device=args.device,
-                             record=any(Path(p).suffix.lower() != ".mid" for p in args.record))  # fmt: skip
-        if args.osc is not None:
-            from .live.osc import OscOut
-
-            osc = OscOut(args.osc, scheduler)
-        if not args.quiet and not args.type and sys.stdout.isatty():
-            from .live.view import TerminalView
-
-            view = TerminalView(f"sonify · {preset.name} · {model.name}")
-        from .live.player import Player
-
-        player = Player(preset, midi=midi, audio=audio, osc=osc, view=view, scheduler=scheduler, latency=args.latency,
-                        clock=not args.no_clock, max_seconds=args.duration)  # fmt: skip
-        report = player.play(_frames_for_play(args, engine, sampler))
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        scheduler.stop()
-        if midi is not None:
-            midi.close()
-    for path in args.record:
-        if Path(path).suffix.lower() == ".mid":
-            midi.write(path, report.start, preset.music.tempo)
-        else:
-            from .synth.render import write_audio
-
-            write_audio(path, audio.recording(), audio.sample_rate)
-        print(f"recorded {path}", file=sys.stderr)
-    budget = sum(report.token_seconds)
-    model_time = sum(report.model_seconds)
-    print(
-        f"played {report.tokens} tokens; {report.holds} holds ({report.held_seconds:.2f} s), {report.xruns} xruns; "
-        f"the model needed {model_time:.1f} s for {budget:.1f} s of music",
-        file=sys.stderr,
-    )
-    if report.interrupted is not None:
-        print("stopped; all notes off", file=sys.stderr)
-        return 143 if isinstance(report.interrupted, Terminated) else 130
-    return 0
-
-
-def cmd_panic(args: argparse.Namespace) -> int:
-    from .live.midi import output_names, panic_port
-
-    names = [args.midi_out] if args.midi_out else output_names()
-    if not names:
-        raise SonifyError("no MIDI output ports on this machine; name one with --midi-out PORT")
-    for name in names:
-        count = panic_port(name)
-        print(f"{name}: {count} messages (all notes off on 16 channels)", file=sys.stderr)
-    return 0
-
-
-def cmd_interlude(args: argparse.Namespace) -> int:
-    from .engine import Engine
-    from .interlude import chapters_json, cut_to_fit, frames_within, make_interlude, words_json
-    from .midifile import write_midi
-    from .model import load_model
-    from .pipeline import prepare_output_folder, slug
-    from .preset import load_preset
-    from .sampling import SamplerSettings
-    from .speech import espeak, recording
-    from .synth.render import write_audio
-    from .trace import Trace
-    from .transcript import to_json, to_srt, to_vtt
-
-    if not args.duration > 0:
-        raise SonifyError(f"--duration has to be a positive number of seconds, but is {args.duration:g}")
-    if args.voice_file and not args.transcript:
-        raise SonifyError("--voice-file needs --transcript FILE: the text the recording speaks")
-    if args.transcript and not args.voice_file:
-        raise SonifyError("--transcript goes with --voice-file WAV")
-    sources = sum(bool(x) for x in (args.prompt, args.read, args.transcript))
-    if sources > 1:
-        raise SonifyError("give one of a prompt, --read FILE or --voice-file with --transcript")
-    if not -40 <= args.lufs <= -6:
-        raise SonifyError(f"--lufs {args.lufs:g} is outside -40..-6 LUFS")
-    preset = load_preset(args.preset)
-    folder = prepare_output_folder(args.out)
-    available = args.duration - args.fade_out - 0.5
-    model = load_model(args.model, backend=args.backend, window=args.window, threads=args.threads)
-    engine = Engine(model)
-    speech = None
-    if args.transcript:
-        text, name = _read_text(args.transcript)
-        frames = list(engine.read(text))
-        speech = recording(args.voice_file, text)
-    elif args.read:
-        text, name = _read_text(args.read)
-        frames = list(engine.read(text))
-    else:
-        name = slug(args.prompt)
-        sampler = SamplerSettings(temperature=args.temp, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
-                                  repetition_penalty=args.repetition_penalty)  # fmt: skip
-        # Enough text for the time: about 2.5 words (4 tokens) a second when spoken, more for music alone.
-        tokens = int(args.duration * (4 if args.speak else 8)) + 16
-        frames = list(engine.generate(args.prompt, max_tokens=tokens, sampler=sampler, seed=args.seed, stop_at_eos=False))
-        text = "".join(f.text for f in frames)
-    if args.speak and speech is None:
-        speech = espeak(text, voice=args.voice, words_per_minute=args.wpm)
-        room = available - args.fade_in - 0.5
-        if speech.duration > room:
-            keep = cut_to_fit(frames, speech, room)
-            if keep == 0:
-                raise SonifyError(f"not even the first word fits in {args.duration:g} s; give a longer --duration")
-            spoken = len(speech.words)
-            text = text[:keep]
-            frames = frames_within(frames, keep)
-            speech = espeak(text, voice=args.voice, words_per_minute=args.wpm)
-            if args.read:
-                print(f"read the first {len(speech.words)} of {spoken} words to fit {args.duration:g} s", file=sys.stderr)
-    piece = make_interlude(frames, preset, args.duration, speech=speech, loudness=args.lufs, ceiling=preset.synth.ceiling,
-                           fade_in=args.fade_in, fade_out=args.fade_out, duck_db=args.duck)  # fmt: skip
-    name = args.name or f"{name}-interlude"
-    subtype = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}[args.bits]
-    written = [write_audio(folder / f"{name}.{args.format}", piece.audio, piece.sample_rate, subtype)]
-    written.append(write_midi(folder / f"{name}.mid", piece.score, title=name))
-    for suffix, data in ((".srt", to_srt(piece.score)), (".vtt", to_vtt(piece.score)), (".json", to_json(piece.score))):
-        with atomic_write(folder / f"{name}{suffix}") as f:
-            f.write(data)
-        written.append(folder / f"{name}{suffix}")
-    if piece.words:
-        for suffix, data in ((".words.json", words_json(piece.words)), (".chapters.json", chapters_json(piece.words, text, name))):
-            with atomic_write(folder / f"{name}{suffix}") as f:
-                f.write(data)
-            written.append(folder / f"{name}{suffix}")
-    written.append(
-        Trace(engine.header("read" if args.read or args.transcript else "generate", text=text), list(piece.frames)).write(
-            folder / f"{name}.trace.jsonl"
-        )
-    )
-    print(
-        f"{args.duration:g} s interlude ({len(piece.frames)} tokens, {preset.name} preset{', spoken' if piece.words else ''}):",
-        file=sys.stderr,
-    )
-    for path in written:
-        print(f"  {path}", file=sys.stderr)
-    return 0
-
-
 def cmd_models(args: argparse.Namespace) -> int:
     from .checkpoint import list_local_models
 
@@ -653,17 +262,27 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+# command -> (module, function); modules load only when their command runs.
 COMMANDS = {
-    "trace": cmd_trace,
-    "render": cmd_render,
-    "score": cmd_score,
-    "play": cmd_play,
-    "interlude": cmd_interlude,
-    "panic": cmd_panic,
-    "models": cmd_models,
-    "presets": cmd_presets,
-    "explain": cmd_explain,
+    "trace": ("render", "cmd_trace"),
+    "render": ("render", "cmd_render"),
+    "score": ("render", "cmd_score"),
+    "play": ("live", "cmd_play"),
+    "panic": ("live", "cmd_panic"),
+    "interlude": ("interlude", "cmd_interlude"),
+    "models": (None, "cmd_models"),
+    "presets": (None, "cmd_presets"),
+    "explain": (None, "cmd_explain"),
 }
+
+
+def _command(name: str) -> Callable[[argparse.Namespace], int]:
+    module, function = COMMANDS[name]
+    if module is None:
+        return globals()[function]
+    import importlib
+
+    return getattr(importlib.import_module(f".commands.{module}", __package__), function)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -673,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return COMMANDS[args.command](args)
+        return _command(args.command)(args)
     except SonifyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

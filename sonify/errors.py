@@ -6,3 +6,7 @@ class SonifyError(Exception):
 
     The command line prints ``error: <message>`` and exits with status 2, never a traceback.
     """
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that every exit path silences the outputs."""

@@ -1,0 +1,1 @@
+"""The sonify commands, one module per family; ``sonify.cli`` parses and dispatches."""
