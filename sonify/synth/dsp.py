@@ -14,50 +14,65 @@ TWO_PI = 2.0 * np.pi
 _TURN = 2.0**32
 
 
-def phase(n: np.ndarray, freq: float, sample_rate: int, offset: float = 0.0) -> np.ndarray:
+def phase(n: np.ndarray, freq: float, sample_rate: int, offset: float = 0.0, turn: float = 1.0) -> np.ndarray:
     """Phase in [0, 1) at samples ``n`` (uint32, counted from the note's start), float32.
 
     The phase is a 32-bit fixed-point number: ``n * increment`` wraps around exactly as a
     phase should, with no rounding error that grows along a long note, and the same value
-    whichever block the sample falls in. The pitch is exact to 1e-5 Hz."""
+    whichever block the sample falls in. The pitch is exact to 1e-5 Hz. ``turn`` sets the
+    unit: 1 for turns, ``TWO_PI`` for radians (ready for ``np.sin``)."""
     increment = np.uint32(round(freq / sample_rate * _TURN) % (1 << 32))
     start = np.uint32(round(offset * _TURN) % (1 << 32))
     turns = n * increment
     if start:
         turns += start
-    return turns.astype(np.float32) * np.float32(1.0 / _TURN)
+    return np.multiply(turns, np.float32(turn / _TURN), dtype=np.float32)  # cast and scale in one pass
 
 
 def _polyblep(p: np.ndarray, dt: float) -> np.ndarray:
     """The PolyBLEP residual that removes the aliasing step of a discontinuity at phase 0."""
     out = np.zeros_like(p)
-    if dt <= 0.0:
-        return out
-    lo = p < dt
-    x = p[lo] / dt
-    out[lo] = x + x - x * x - 1.0
-    hi = p > 1.0 - dt
-    x = (p[hi] - 1.0) / dt
-    out[hi] = x * x + x + x + 1.0
+    _subtract_polyblep(out, p, dt, sign=-1.0)
     return out
+
+
+def _subtract_polyblep(out: np.ndarray, p: np.ndarray, dt: float, sign: float = 1.0) -> None:
+    """``out -= sign * polyblep(p, dt)``, touching only the samples next to a wrap."""
+    if dt <= 0.0:
+        return
+    lo = np.flatnonzero(p < dt)
+    x = p[lo] / np.float32(dt)
+    out[lo] -= sign * (x + x - x * x - 1.0)
+    hi = np.flatnonzero(p > 1.0 - dt)
+    x = (p[hi] - 1.0) / np.float32(dt)
+    out[hi] -= sign * (x * x + x + x + 1.0)
 
 
 def saw(p: np.ndarray, dt: float) -> np.ndarray:
     """Band-limited sawtooth (PolyBLEP) from phase ``p``; ``dt`` = frequency / sample rate."""
-    return (2.0 * p - 1.0) - _polyblep(p, dt)
+    out = p * np.float32(2.0)
+    out -= np.float32(1.0)
+    _subtract_polyblep(out, p, dt)
+    return out
 
 
 def square(p: np.ndarray, dt: float) -> np.ndarray:
     """Band-limited square wave (PolyBLEP at both edges)."""
-    return np.where(p < 0.5, 1.0, -1.0) + _polyblep(p, dt) - _polyblep(np.mod(p + 0.5, 1.0), dt)
+    out = np.where(p < np.float32(0.5), np.float32(1.0), np.float32(-1.0))
+    _subtract_polyblep(out, p, dt, sign=-1.0)
+    shifted = p + np.float32(0.5)
+    shifted[shifted >= 1.0] -= np.float32(1.0)
+    _subtract_polyblep(out, shifted, dt)
+    return out
 
 
-def adsr(t: np.ndarray, gate: float, attack: float, decay: float, sustain: float, release: float) -> np.ndarray:
+def adsr(t: np.ndarray, gate: float, attack: float, decay: float, sustain: float, release: float, level: float = 1.0) -> np.ndarray:
     """ADSR level at times ``t`` (seconds since note-on, ascending) for a note released at ``gate``.
 
     The attack is linear (at least 2 ms, so no click), the decay exponential towards
     ``sustain``; the release falls from the level the note had reached at ``gate`` to
-    exactly zero after ``release`` seconds, along (1 - x)^3, so it never clicks either."""
+    exactly zero after ``release`` seconds, along (1 - x)^3, so it never clicks either.
+    The whole curve is scaled by ``level``."""
     attack = max(attack, 0.002)
     release = max(release, 0.005)
     decay = max(decay, 1e-4)
@@ -65,15 +80,18 @@ def adsr(t: np.ndarray, gate: float, attack: float, decay: float, sustain: float
     t32 = t.astype(np.float32, copy=False)
     # t ascends, so each stage is one contiguous slice.
     a, g = np.searchsorted(t, [min(attack, gate), gate])
-    out[:a] = t32[:a] / np.float32(attack)
+    np.multiply(t32[:a], np.float32(level / attack), out=out[:a])
     # Past 12 decay times the level is the sustain to within 1e-5: skip the exponential.
     d = max(a, min(g, int(np.searchsorted(t, attack + 12.0 * decay))))
-    out[a:d] = sustain + (1.0 - sustain) * np.exp((t32[a:d] - np.float32(attack)) * np.float32(-1.0 / decay))
-    out[d:g] = sustain
+    falling = np.exp((t32[a:d] - np.float32(attack)) * np.float32(-1.0 / decay))
+    falling *= np.float32((1.0 - sustain) * level)
+    falling += np.float32(sustain * level)
+    out[a:d] = falling
+    out[d:g] = sustain * level
     if g < t.size:
         held = gate / attack if gate < attack else sustain + (1.0 - sustain) * np.exp(-(gate - attack) / decay)
         x = np.minimum((t32[g:] - np.float32(gate)) * np.float32(1.0 / release), np.float32(1.0))
-        out[g:] = held * (1.0 - x) ** 3
+        out[g:] = np.float32(held * level) * (1.0 - x) ** 3
     return out
 
 

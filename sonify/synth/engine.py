@@ -87,10 +87,9 @@ class SoundingNote:
     def render(self, lo: int, hi: int) -> np.ndarray:
         """Samples ``lo`` to ``hi`` (from the note's start) of this note, mono, at its level."""
         n = np.arange(lo, hi, dtype=np.uint32)
-        t = n.astype(np.float32) * np.float32(1.0 / self.sample_rate)
+        t = np.multiply(n, np.float32(1.0 / self.sample_rate), dtype=np.float32)
         i = self.instrument
-        envelope = adsr(t, self.gate, i.attack, i.decay, i.sustain, i.release)
-        envelope *= self.level
+        envelope = adsr(t, self.gate, i.attack, i.decay, i.sustain, i.release, self.level)
         if self.stolen_at is not None:
             envelope *= fade(t, self.stolen_at, STEAL_SECONDS)
         tone = self.instrument.tone(self, n)

@@ -51,14 +51,16 @@ def _lowpass(note: SoundingNote, x: np.ndarray, cutoff: float) -> np.ndarray:
 
 def _sine(note: SoundingNote, n: np.ndarray) -> np.ndarray:
     p = phase(n, note.freq, note.sample_rate)
-    return np.sin(TWO_PI * p) + 0.12 * np.sin(TWO_PI * phase(n, 2.0 * note.freq, note.sample_rate))
+    return np.sin(TWO_PI * p) + 0.12 * np.sin(phase(n, 2.0 * note.freq, note.sample_rate, turn=TWO_PI))
 
 
 def _fm(note: SoundingNote, n: np.ndarray, ratio: float, index: float, index_decay: float) -> np.ndarray:
-    t = n.astype(np.float32) * np.float32(1.0 / note.sample_rate)
-    modulator = np.sin(TWO_PI * phase(n, note.freq * ratio, note.sample_rate))
+    t = np.multiply(n, np.float32(1.0 / note.sample_rate), dtype=np.float32)
+    modulator = np.sin(phase(n, note.freq * ratio, note.sample_rate, turn=TWO_PI))
     depth = index * (0.4 + 0.6 * note.velocity) * (0.5 + note.brightness) * np.exp(t * np.float32(-1.0 / index_decay))
-    return np.sin(TWO_PI * phase(n, note.freq, note.sample_rate) + depth * modulator)
+    carrier = phase(n, note.freq, note.sample_rate, turn=TWO_PI)
+    carrier += depth * modulator
+    return np.sin(carrier, out=carrier)
 
 
 def _keys(note: SoundingNote, n: np.ndarray) -> np.ndarray:
@@ -84,11 +86,13 @@ def _pulse(note: SoundingNote, n: np.ndarray) -> np.ndarray:
 
 
 def _detuned_saws(note: SoundingNote, n: np.ndarray, cents: tuple[float, ...]) -> np.ndarray:
-    out = np.zeros(n.size, dtype=np.float32)
+    """The sum (not the mean: the instrument's level allows for it) of slightly detuned saws."""
+    out = None
     for k, c in enumerate(cents):
         f = note.freq * 2.0 ** (c / 1200.0)
-        out += saw(phase(n, f, note.sample_rate, offset=0.31 * k), f / note.sample_rate)
-    return out / len(cents)
+        wave = saw(phase(n, f, note.sample_rate, offset=0.31 * k), f / note.sample_rate)
+        out = wave if out is None else np.add(out, wave, out=out)
+    return out
 
 
 def _pad(note: SoundingNote, n: np.ndarray) -> np.ndarray:
@@ -108,14 +112,14 @@ def _organ(note: SoundingNote, n: np.ndarray) -> np.ndarray:
         if note.freq * h >= nyquist * 0.9:
             break
         level = note.control(controller, n) if controller is not None else 1.0 / h
-        out += (level / np.float32(np.sqrt(h))) * np.sin(np.float32(TWO_PI) * phase(n, note.freq * h, note.sample_rate))
+        out += (level / np.float32(np.sqrt(h))) * np.sin(phase(n, note.freq * h, note.sample_rate, turn=TWO_PI))
     return out
 
 
 def _drone(note: SoundingNote, n: np.ndarray) -> np.ndarray:
     tone = _detuned_saws(note, n, (-4.0, 4.0))  # filtered once for the whole voice (bus_cutoff)
     if note.controllers:
-        tone = tone * note.control(note.controllers[0], n)
+        tone *= note.control(note.controllers[0], n)
     return tone
 
 
@@ -127,8 +131,8 @@ INSTRUMENTS: dict[str, Instrument] = {
         Instrument("bell", 0.002, 1.4, 0.0, 0.35, 0.6, _bell),
         Instrument("pluck", 0.003, 0.35, 0.0, 0.15, 1.0, _pluck),
         Instrument("pulse", 0.003, 0.18, 0.35, 0.08, 0.55, _pulse),
-        Instrument("pad", 0.35, 1.0, 0.8, 1.2, 0.7, _pad, bus_cutoff=lambda b: 1400.0 * (0.5 + 2.0 * b)),
+        Instrument("pad", 0.35, 1.0, 0.8, 1.2, 0.35, _pad, bus_cutoff=lambda b: 1400.0 * (0.5 + 2.0 * b)),
         Instrument("organ", 0.03, 0.2, 1.0, 0.25, 0.5, _organ, polyphony=8),
-        Instrument("drone", 1.5, 1.0, 1.0, 2.5, 0.8, _drone, polyphony=4, bus_cutoff=lambda b: 450.0 * (0.5 + 2.0 * b)),
+        Instrument("drone", 1.5, 1.0, 1.0, 2.5, 0.4, _drone, polyphony=4, bus_cutoff=lambda b: 450.0 * (0.5 + 2.0 * b)),
     )
 }

@@ -15,7 +15,7 @@ from ..score import Score
 from .engine import SynthEngine
 from .master import LoudnessMeter, master
 
-BLOCK = 131072  # offline block: large enough that per-note overhead vanishes
+BLOCK = 262144  # offline block (5.5 s at 48 kHz): large enough that per-note overhead vanishes
 
 # Output formats: suffix → (soundfile format, allowed subtypes, default subtype)
 FORMATS = {
