@@ -100,9 +100,7 @@ def _velocity(values: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(finite(values)), 1, 127).astype(int)
 
 
-def _note(
-    clock: TokenClock, i: int, start: float, duration: float, pitch: int, velocity: int, voice: Voice, name: str, tempo: TempoMap
-) -> Note:
+def _note(i: int, start: float, duration: float, pitch: int, velocity: int, voice: Voice, name: str, tempo: TempoMap) -> Note:
     start, duration = float(start), float(duration)
     beat = tempo.beats(start)
     return Note(
@@ -134,7 +132,7 @@ def melody_notes(frames: Sequence[Frame], v: Melody, preset: Preset, clock: Toke
         threshold = running_percentile(x, float(above.rstrip("%")), 256) if isinstance(above, str) else above
         sounding &= x >= threshold
     return [
-        _note(clock, i, clock.onset[i], length[i] * clock.length[i], pitch[i], velocity[i], v, "melody", tempo)
+        _note(i, clock.onset[i], length[i] * clock.length[i], pitch[i], velocity[i], v, "melody", tempo)
         for i in np.flatnonzero(sounding)
     ]
 
@@ -175,7 +173,7 @@ def ghost_notes(frames: Sequence[Frame], v: Ghosts, preset: Preset, clock: Token
     notes = []
     for j, (i, k) in enumerate(owners):
         start = clock.onset[i] + (k + 1) * v.strum * clock.length[i]
-        notes.append(_note(clock, i, start, v.length * clock.length[i], pitch[j], velocity[j], v, "ghosts", tempo))
+        notes.append(_note(i, start, v.length * clock.length[i], pitch[j], velocity[j], v, "ghosts", tempo))
     return notes
 
 
@@ -218,7 +216,7 @@ def harmony_notes(frames: Sequence[Frame], v: Harmony, preset: Preset, clock: To
             idx = base + k * v.stack
             if idx >= len(full_scale):
                 break
-            notes.append(_note(clock, int(first), start, v.length * span, full_scale[idx], velocity[g], v, "harmony", tempo))
+            notes.append(_note(int(first), start, v.length * span, full_scale[idx], velocity[g], v, "harmony", tempo))
     return notes
 
 
@@ -270,7 +268,7 @@ def layer_events(frames: Sequence[Frame], v: Layers, clock: TokenClock, tempo: T
             f"voices.layers: {values.shape[1]} stops from controller {v.controller} would pass CC 119; lower controller or stops"
         )
     controls = [c for s in range(values.shape[1]) for c in _changes(values[:, s], clock, v.controller + s, v, "layers", tempo)]
-    notes = [_note(clock, i, s, e - s, v.pitch, v.velocity, v, "layers", tempo) for i, s, e in phrases(clock)]
+    notes = [_note(i, s, e - s, v.pitch, v.velocity, v, "layers", tempo) for i, s, e in phrases(clock)]
     return notes, controls
 
 
@@ -281,7 +279,7 @@ def drone_events(
         return [], []
     tonic = (v.octave + 1) * 12 + key_pitch_class(preset.music.key)
     pitches = [tonic, tonic + 7] if v.fifth else [tonic]
-    notes = [_note(clock, 0, 0.0, clock.end, p, v.velocity, v, "drone", tempo) for p in pitches if p <= 127]
+    notes = [_note(0, 0.0, clock.end, p, v.velocity, v, "drone", tempo) for p in pitches if p <= 127]
     level = np.clip(np.rint(finite(_param(v.level, frames))), 0, 127).astype(int)
     return notes, _changes(level, clock, v.controller, v, "drone", tempo)
 

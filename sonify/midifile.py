@@ -60,7 +60,7 @@ def score_to_midi(score: Score, title: str = "sonify") -> mido.MidiFile:
             stop = max(start + 1, _ticks(note.beat + note.beats))
             if note.pitch in held and held[note.pitch][0] > start:
                 # Struck again while still held: end the earlier note where this one begins.
-                t, index = held[note.pitch]
+                index = held[note.pitch][1]
                 events[index] = (start, 1, events[index][2])
             events.append((start, 4, mido.Message("note_on", channel=voice.channel, note=note.pitch, velocity=note.velocity)))
             events.append((stop, 1, mido.Message("note_off", channel=voice.channel, note=note.pitch, velocity=0)))

@@ -52,12 +52,6 @@ def in_scale(pitch: int, key: str, scale: str) -> bool:
     return (pitch - root) % 12 in SCALES[scale]
 
 
-def place(unit: np.ndarray, pitches: np.ndarray) -> np.ndarray:
-    """Map values in [0, 1] onto ``pitches`` (ascending): 0 the lowest, 1 the highest."""
-    index = np.rint(np.clip(unit, 0.0, 1.0) * (len(pitches) - 1)).astype(np.int64)
-    return pitches[index]
-
-
 def pitch_name(pitch: int) -> str:
     """``60`` → ``C4`` (MIDI convention: middle C is C4)."""
     return f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"

@@ -74,7 +74,6 @@ class AudioOut:
         self.gain = np.float32(db(LIVE_GAIN_DB + settings.loudness + 16.0))
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.xruns = 0
-        self.callbacks = 0
         self.busy: list[float] = []  # seconds each callback took
         self.render_busy: list[float] = []  # seconds each block took to render
         # Blocks are rendered this far ahead of the sound card, in a thread of their own:
@@ -85,7 +84,6 @@ class AudioOut:
         self.wake = threading.Event()
         self.starved = 0
         self._running = False
-        self.samples = 0
         self.record = record
         self.recorded: list[np.ndarray] = []
         self.zero_time: float | None = None  # monotonic time at which sample 0 is heard
@@ -138,7 +136,6 @@ class AudioOut:
         else:
             outdata[:] = block
         self.wake.set()
-        self.callbacks += 1
         self.busy.append(time.perf_counter() - began)
 
     def _render_loop(self) -> None:
@@ -174,7 +171,6 @@ class AudioOut:
             out[:] = 0.0
         if self.record:
             self.recorded.append(out.copy())
-        self.samples += frames
         self.render_busy.append(time.perf_counter() - began)
         self.ready.append(out)
 

@@ -19,6 +19,7 @@ class Scheduler:
         self._wake = threading.Condition()
         self._stopped = False
         self.lateness: list[float] = []  # seconds each call ran after its due time
+        self.errors = 0  # calls that raised
         self._thread = threading.Thread(target=self._run, name="sonify-scheduler", daemon=True)
         self._thread.start()
 
@@ -27,18 +28,10 @@ class Scheduler:
             heapq.heappush(self._heap, (due, next(self._order), call))
             self._wake.notify()
 
-    def pending(self) -> int:
-        with self._wake:
-            return len(self._heap)
-
     def clear(self) -> None:
         """Forget everything not yet run."""
         with self._wake:
             self._heap.clear()
-
-    def last_due(self) -> float | None:
-        with self._wake:
-            return max((e[0] for e in self._heap), default=None)
 
     def stop(self) -> None:
         with self._wake:
@@ -59,5 +52,5 @@ class Scheduler:
             self.lateness.append(time.monotonic() - due)
             try:
                 call()
-            except Exception:  # a sink's error must not stop the others; the player reports it
-                self.errors = getattr(self, "errors", 0) + 1
+            except Exception:  # a sink's error must not stop the others: counted, not raised
+                self.errors += 1
