@@ -80,6 +80,20 @@ def shortest_prefix(frames: Sequence[Frame], preset: Preset, seconds: float) -> 
     return lo
 
 
+def cut_trace(trace: Trace, preset: Preset, tokens: int | None = None, duration: float | None = None) -> Trace:
+    """``trace`` with only its first ``tokens`` frames, or as many as ``duration`` seconds need."""
+    if duration is not None:
+        return Trace(trace.header, trace.frames[: shortest_prefix(trace.frames, preset, duration)])
+    if tokens is not None:
+        return Trace(trace.header, trace.frames[:tokens])
+    return trace
+
+
+def trace_name(path: str | os.PathLike) -> str:
+    """``renders/the-sea.trace.jsonl`` → ``the-sea``: the name a re-render's files take."""
+    return Path(path).name.removesuffix(".jsonl").removesuffix(".trace")
+
+
 def run_model(
     *,
     prompt: str = "",
@@ -248,12 +262,8 @@ def render(
     check_length(tokens, duration)
     prepare_output_folder(Path(out))
     if trace is not None:
-        loaded = trace if isinstance(trace, Trace) else Trace.read(trace)
-        if duration is not None:
-            loaded = Trace(loaded.header, loaded.frames[: shortest_prefix(loaded.frames, chosen, duration)])
-        elif tokens is not None:
-            loaded = Trace(loaded.header, loaded.frames[:tokens])
-        default_name = Path(trace).name.removesuffix(".jsonl").removesuffix(".trace") if not isinstance(trace, Trace) else "trace"
+        loaded = cut_trace(trace if isinstance(trace, Trace) else Trace.read(trace), chosen, tokens, duration)
+        default_name = "trace" if isinstance(trace, Trace) else trace_name(trace)
     else:
         loaded = run_model(prompt=prompt, text=read, model=model, backend=backend, sampler=sampler, seed=seed,
                            tokens=tokens, duration=duration, preset=chosen)  # fmt: skip

@@ -12,21 +12,6 @@ from ..cli import RENDERS, _read_text
 from ..errors import SonifyError
 
 
-@contextlib.contextmanager
-def _progress(total: int, enabled: bool) -> Iterator[Callable[[], None]]:
-    """A rich progress bar on stderr (transient), or a no-op when stderr is not a terminal."""
-    if not enabled:
-        yield lambda: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("tokens"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
-        task = progress.add_task("tokens", total=total)
-        yield lambda: progress.advance(task)
-
-
 def cmd_trace(args: argparse.Namespace) -> int:
     from ..engine import Engine
     from ..model import load_model
@@ -60,7 +45,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
         total = len(ids) + args.tokens
     trace = Trace(header)
     echo = not args.quiet and sys.stdout.isatty()
-    with _progress(total, enabled=not echo and sys.stderr.isatty()) as advance:
+    with _token_progress(enabled=not echo and sys.stderr.isatty()) as (start, advance):
+        start(total)
         for frame in frames:
             trace.frames.append(frame)
             advance()
@@ -152,18 +138,13 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def _render_trace(args: argparse.Namespace, preset) -> int:
-    from ..pipeline import shortest_prefix
+    from ..pipeline import cut_trace, trace_name
     from ..trace import Trace
 
-    trace = Trace.read(args.trace)
-    if args.duration is not None:
-        trace = Trace(trace.header, trace.frames[: shortest_prefix(trace.frames, preset, args.duration)])
-    elif args.tokens is not None:
-        trace = Trace(trace.header, trace.frames[: args.tokens])
+    trace = cut_trace(Trace.read(args.trace), preset, args.tokens, args.duration)
     if not trace.frames:
         raise SonifyError(f"{args.trace} holds no tokens; nothing to play")
-    name = Path(args.trace).name.removesuffix(".jsonl").removesuffix(".trace")
-    return _write_piece(args, trace, preset, name)
+    return _write_piece(args, trace, preset, trace_name(args.trace))
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -178,14 +159,16 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def _token_progress(enabled: bool) -> Iterator[tuple[Callable[[int | None], None], Callable[[], None]]]:
-    """A token progress bar whose total is known only when the model starts (None: unknown)."""
+    """A token progress bar on stderr (transient), or no-ops when it is not a terminal.
+
+    Yields ``start(total)``, called once the total is known (None: unknown), and ``advance()``."""
     if not enabled:
         yield (lambda total: None), (lambda: None)
         return
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    columns = (TextColumn("tokens"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("tokens"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task("tokens", total=None)
         yield (lambda total: progress.update(task, total=total)), (lambda: progress.advance(task))
