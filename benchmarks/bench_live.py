@@ -51,6 +51,8 @@ def main() -> None:
 
 
 def run(args, jack) -> None:
+    from jackrig import match_to_schedule
+
     from sonify import Engine, SamplerSettings, load_model, load_preset
     from sonify.live.audio import AudioOut
     from sonify.live.midi import MidiOut, midi_module, open_output
@@ -79,11 +81,8 @@ def run(args, jack) -> None:
     scheduler.stop()
     midi.close()
 
-    waiting: dict = {}
-    for due, _, channel, pitch in sorted(report.scheduled):
-        waiting.setdefault((channel, pitch), []).append(due)
     ons = [(t, m) for t, m in arrived if m.type == "note_on" and m.velocity > 0]
-    errors = np.array([t - waiting[(m.channel, m.note)].pop(0) for t, m in ons]) * 1000
+    errors = (np.array([t for t, _ in ons]) - np.array(match_to_schedule(ons, report.scheduled))) * 1000
     per_token = np.array(report.model_seconds[1:])
     token_length = np.array(report.token_seconds)
     minutes = wall / 60

@@ -28,20 +28,6 @@ sys.path.insert(0, str(ROOT))
 SOUNDFONT = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
 
 
-def score_of_length(frames, preset, seconds: float):
-    """The Score of the shortest prefix of ``frames`` that lasts at least ``seconds``."""
-    from sonify.mapping import make_score
-
-    lo, hi = 1, len(frames)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if make_score(frames[:mid], preset).end >= seconds:
-            hi = mid
-        else:
-            lo = mid + 1
-    return make_score(frames[:lo], preset)
-
-
 def best_of(repeats: int, run) -> float:
     times = []
     for _ in range(repeats):
@@ -59,7 +45,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from sonify import Engine, SamplerSettings, load_model
+    from sonify.mapping import make_score
     from sonify.midifile import write_midi
+    from sonify.pipeline import shortest_prefix
     from sonify.preset import load_preset, preset_names
     from sonify.synth import render_audio
 
@@ -77,7 +65,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             preset = load_preset(name)
-            score = score_of_length(frames, preset, args.seconds)
+            score = make_score(frames[: shortest_prefix(frames, preset, args.seconds)], preset)
             render_audio(score, preset.synth)  # warm-up: imports, caches
             ours = best_of(args.repeats, lambda score=score, preset=preset: render_audio(score, preset.synth))
             midi = write_midi(Path(tmp) / f"{name}.mid", score)

@@ -73,3 +73,11 @@ def stop_jack(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
     time.sleep(0.2)
+
+
+def match_to_schedule(arrived, scheduled) -> list[float]:
+    """For each arrived note-on, the due time of the earliest unmatched scheduled one like it."""
+    waiting: dict[tuple[int, int], list[float]] = {}
+    for due, _, channel, pitch in sorted(scheduled):
+        waiting.setdefault((channel, pitch), []).append(due)
+    return [waiting[(m.channel, m.note)].pop(0) for _, m in arrived]

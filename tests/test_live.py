@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 import soundfile
-from jackrig import start_jack, stop_jack
+from jackrig import match_to_schedule, start_jack, stop_jack
 from traces import generated
 
 from sonify import load_preset
@@ -55,14 +55,6 @@ class Receiver:
 
     def close(self):
         self.port.close()
-
-
-def match_to_schedule(arrived, scheduled) -> list[float]:
-    """For each arrived note-on, the due time of the earliest unmatched scheduled one like it."""
-    waiting: dict[tuple[int, int], list[float]] = {}
-    for due, _, channel, pitch in sorted(scheduled):
-        waiting.setdefault((channel, pitch), []).append(due)
-    return [waiting[(m.channel, m.note)].pop(0) for _, m in arrived]
 
 
 def voices(preset):
