@@ -40,7 +40,7 @@ class Interlude:
     frames: tuple[Frame, ...]
     words: tuple[SpokenWord, ...]  # spoken words on the piece's timeline (empty without a voice)
     duck_gain: np.ndarray  # the music's gain over time (1 = not ducked), per sample
-    music: np.ndarray  # the music before ducking, on the same scale as ``audio``
+    music: np.ndarray  # the music before ducking, at the level it entered the mix (before mastering)
     voice_start: float
 
 
@@ -228,8 +228,7 @@ def make_interlude(
         duck = duck_curve(placed, SAMPLE_RATE, duck_db)
         mix = music * duck[:, None] + (placed * np.float32(voice_gain))[:, None]
     finished = master(mix, SAMPLE_RATE, loudness, ceiling)
-    scale = float(np.abs(finished).max() / max(np.abs(mix).max(), 1e-12))
-    return Interlude(finished, SAMPLE_RATE, score, tuple(frames), words, duck, music * np.float32(scale), start)
+    return Interlude(finished, SAMPLE_RATE, score, tuple(frames), words, duck, music, start)
 
 
 def cut_to_fit(frames: Sequence[Frame], speech: Speech, seconds: float) -> int:
