@@ -195,7 +195,7 @@ def main() -> None:
         print(json.dumps(work(args.folder, args.tokens)))
         return
 
-    from sonify.checkpoint import DEFAULT_MODEL_DIR
+    from sonify.model.checkpoint import DEFAULT_MODEL_DIR
 
     bandwidth = run_worker("bandwidth", "-")["gbps"]
     print(f"matrix-vector bandwidth here: {bandwidth:.1f} GB/s (float32 gemv over 512 MB)")

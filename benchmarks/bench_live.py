@@ -56,9 +56,9 @@ def run(args, jack) -> None:
     from sonify import Engine, SamplerSettings, load_model, load_preset
     from sonify.live.audio import AudioOut
     from sonify.live.midi import MidiOut, midi_module, open_output
-    from sonify.live.player import Player
+    from sonify.live.player import LiveTiming, Player
     from sonify.live.scheduler import Scheduler
-    from sonify.mapping import make_score
+    from sonify.music.mapping import make_score
 
     preset = load_preset(args.preset)
     engine = Engine(load_model())
@@ -72,7 +72,7 @@ def run(args, jack) -> None:
     frames = engine.generate(
         "Shall I compare thee", max_tokens=1_000_000, sampler=SamplerSettings(temperature=0.8), seed=0, stop_at_eos=False
     )
-    player = Player(preset, midi=midi, audio=audio, scheduler=scheduler, latency=0.3, max_seconds=args.seconds)
+    player = Player(preset, midi=midi, audio=audio, scheduler=scheduler, timing=LiveTiming(latency=0.3, max_seconds=args.seconds))
     started = time.monotonic()
     report = player.play(frames)
     wall = time.monotonic() - started

@@ -1,34 +1,80 @@
 """From text to a finished piece: the stages joined up, as the command line uses them.
 
-``render`` runs the model (or reads a saved trace), maps the frames to a Score with a
-preset, and writes the audio, the MIDI file, the transcripts, the trace and, on request,
-a plot. Everything is made in memory first and each file is written atomically, so an
-interrupted render leaves no partial file.
+``run_model`` runs the model (stage 1) into a Trace; ``render_files`` maps a Trace with a
+preset (stage 2) and writes what the sinks make of the Score (stage 3): audio, MIDI,
+transcripts, the trace, a plot. ``render`` does both, the Python side of ``sonify render``.
+What a run needs is given as small frozen settings objects, so a new option is one field
+in one place: ``ModelSettings`` (which model), ``Generation`` (sampling), ``Length`` (how
+long) and ``OutputSettings`` (which files, where).
 """
 
 from __future__ import annotations
 
+import io
+import math
 import os
-import re
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from .errors import SonifyError
-from .fileio import atomic_write
-from .frame import Frame
-from .mapping import make_score, token_clock
-from .preset import Preset, load_preset
-from .sampling import SamplerSettings
-from .score import Score, TempoMap
-from .trace import Trace
+from .model.frame import Frame
+from .model.loader import ModelSettings
+from .model.sampling import Generation
+from .music.mapping import make_score, piece_end, shortest_prefix
+from .music.preset import Preset, load_preset
+from .music.score import Score
+from .outputs.files import atomic_write, prepare_output_folder, slug
+from .outputs.trace import Trace, trace_name
 
 OUTPUTS = ("audio", "midi", "srt", "vtt", "lrc", "json", "trace", "plot")
 DEFAULT_OUTPUTS = ("audio", "midi", "srt", "vtt", "lrc", "json", "trace")
 DEFAULT_TOKENS = 200
 MAX_TOKENS_FOR_DURATION = 100_000
+SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}
+
+
+@dataclass(frozen=True)
+class Length:
+    """How long a run goes: ``tokens`` tokens, or until the piece lasts ``duration`` seconds
+    (at most one of them; neither: the command's default)."""
+
+    tokens: int | None = None
+    duration: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.tokens is not None and self.duration is not None:
+            raise SonifyError("give either --tokens or --duration, not both")
+        if self.tokens is not None and self.tokens < 1:
+            raise SonifyError(f"--tokens has to be at least 1, but is {self.tokens}")
+        if self.duration is not None and not (self.duration > 0 and math.isfinite(self.duration)):
+            raise SonifyError(f"--duration has to be a positive number of seconds, but is {self.duration:g}")
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    """Which files a render writes, where, and in what audio format.
+
+    ``name`` is the files' name without suffix (``None``: from the prompt or the file read);
+    ``subtype`` a soundfile sample format (PCM_16, PCM_24, FLOAT; ``None``: 24-bit);
+    ``sample_rate`` ``None`` takes the preset's; ``soundfont`` plays the Score through
+    FluidSynth with that SoundFont instead of our synthesizer."""
+
+    folder: str | os.PathLike = "renders"
+    name: str | None = None
+    outputs: tuple[str, ...] = DEFAULT_OUTPUTS
+    audio_format: str = "wav"
+    subtype: str | None = None
+    sample_rate: int | None = None
+    soundfont: str | os.PathLike | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [o for o in self.outputs if o not in OUTPUTS]
+        if unknown:
+            raise SonifyError(f"unknown output {unknown[0]!r}; choose from {', '.join(OUTPUTS)}")
+        object.__setattr__(self, "outputs", tuple(self.outputs))
 
 
 @dataclass
@@ -42,98 +88,54 @@ class Rendered:
     sample_rate: int = 48000
 
 
-def slug(text: str, words: int = 5) -> str:
-    """A file name from the start of ``text``: ``Shall I compare thee`` → ``shall-i-compare-thee``."""
-    parts = re.findall(r"[^\W_]+", text.lower())[:words]
-    return "-".join(parts) or "generated"
-
-
-def prepare_output_folder(folder: Path) -> Path:
-    """Create ``folder`` if needed and check it can be written, before any work is done."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise SonifyError(f"output folder {folder} is a file; choose another --out") from None
-    except OSError as exc:
-        raise SonifyError(f"cannot create output folder {folder}: {exc.strerror}; choose another --out") from None
-    if not folder.is_dir():
-        raise SonifyError(f"output folder {folder} is not a folder; choose another --out")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise SonifyError(f"cannot write to {folder}: permission denied; choose another --out")
-    return folder
-
-
-def piece_end(frames: Sequence[Frame], preset: Preset) -> float:
-    """When the Score of ``frames`` would end (its timing only: cheap)."""
-    return token_clock(frames, preset, TempoMap.constant(preset.music.tempo)).end
-
-
-def shortest_prefix(frames: Sequence[Frame], preset: Preset, seconds: float) -> int:
-    """The fewest frames whose Score lasts at least ``seconds`` (all of them if none do)."""
-    lo, hi = 1, len(frames)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if piece_end(frames[:mid], preset) >= seconds:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
-
-
-def cut_trace(trace: Trace, preset: Preset, tokens: int | None = None, duration: float | None = None) -> Trace:
-    """``trace`` with only its first ``tokens`` frames, or as many as ``duration`` seconds need."""
-    if duration is not None:
-        return Trace(trace.header, trace.frames[: shortest_prefix(trace.frames, preset, duration)])
-    if tokens is not None:
-        return Trace(trace.header, trace.frames[:tokens])
+def cut_trace(trace: Trace, preset: Preset, length: Length) -> Trace:
+    """``trace`` with only its first ``length.tokens`` frames, or as many as ``length.duration`` seconds need."""
+    if length.duration is not None:
+        return Trace(trace.header, trace.frames[: shortest_prefix(trace.frames, preset, length.duration)])
+    if length.tokens is not None:
+        return Trace(trace.header, trace.frames[: length.tokens])
     return trace
 
 
-def trace_name(path: str | os.PathLike) -> str:
-    """``renders/the-sea.trace.jsonl`` → ``the-sea``: the name a re-render's files take."""
-    return Path(path).name.removesuffix(".jsonl").removesuffix(".trace")
-
-
 def run_model(
-    *,
     prompt: str = "",
+    *,
     text: str | None = None,
-    model: str | os.PathLike | None = None,
-    backend: str = "auto",
-    window: int | None = None,
-    threads: int | None = None,
-    sampler: SamplerSettings | None = None,
-    seed: int = 0,
-    tokens: int | None = None,
-    duration: float | None = None,
+    model: ModelSettings | None = None,
+    generation: Generation | None = None,
+    length: Length | None = None,
     preset: Preset | None = None,
-    ignore_eos: bool = False,
-    alternatives: int = 5,
     on_frame: Callable[[Frame], None] | None = None,
     on_start: Callable[[int | None], None] | None = None,
 ) -> Trace:
-    """Generate from ``prompt`` (or read ``text``) until ``tokens`` tokens, or until the
-    piece ``preset`` makes of them lasts ``duration`` seconds."""
-    from .engine import Engine
-    from .model import load_model
+    """Generate from ``prompt`` (or read ``text``) until ``length.tokens`` tokens, or until the
+    piece ``preset`` makes of them lasts ``length.duration`` seconds.
 
-    check_length(tokens, duration)
+    ``on_start(total)`` is called once the number of tokens is known (``None``: open-ended),
+    ``on_frame(frame)`` after each token."""
+    from .model.engine import Engine
+
+    model = model or ModelSettings()
+    generation = generation or Generation()
+    length = length or Length()
+    duration = length.duration
     if duration is not None and preset is None:
         raise SonifyError("a duration needs the preset that sets the timing")
-    sampler = sampler or SamplerSettings()
-    loaded = load_model(model, backend=backend, window=window, threads=threads)
-    engine = Engine(loaded, alternatives=alternatives)
+    loaded = model.load()
+    engine = Engine(loaded, alternatives=model.alternatives)
     if text is not None:
         ids = loaded.tokenizer.encode(text)
         header = engine.header("read", text=text)
         stream, total = engine.read_ids(ids), len(ids)
     else:
-        limit = tokens if tokens is not None else (MAX_TOKENS_FOR_DURATION if duration is not None else DEFAULT_TOKENS)
+        limit = length.tokens if length.tokens is not None else (MAX_TOKENS_FOR_DURATION if duration is not None else DEFAULT_TOKENS)
         ids = loaded.tokenizer.encode(prompt) if prompt else []
-        header = engine.header("generate", prompt=prompt, sampler=sampler.to_dict(), seed=seed, max_tokens=limit)
+        header = engine.header(
+            "generate", prompt=prompt, sampler=generation.sampler.to_dict(), seed=generation.seed, max_tokens=limit
+        )
         # Asked for a length, the model goes on past its end-of-text token.
-        stop = not ignore_eos and duration is None
-        stream = engine.generate(ids, max_tokens=limit, sampler=sampler, seed=seed, stop_at_eos=stop)
+        stop = not generation.ignore_eos and duration is None
+        stream = engine.generate(ids, max_tokens=limit, sampler=generation.sampler, seed=generation.seed, stop_at_eos=stop)
         total = None if duration is not None else len(ids) + limit
     if on_start is not None:
         on_start(total)
@@ -150,60 +152,42 @@ def run_model(
     return Trace(header, frames)
 
 
-def check_length(tokens: int | None, duration: float | None) -> None:
-    if tokens is not None and duration is not None:
-        raise SonifyError("give either --tokens or --duration, not both")
-    if tokens is not None and tokens < 1:
-        raise SonifyError(f"--tokens has to be at least 1, but is {tokens}")
-    if duration is not None and not (duration > 0 and np.isfinite(duration)):
-        raise SonifyError(f"--duration has to be a positive number of seconds, but is {duration:g}")
-
-
 def render_files(
     trace: Trace,
     preset: Preset,
-    *,
-    out: str | os.PathLike = "renders",
-    name: str = "piece",
-    outputs: Iterable[str] = DEFAULT_OUTPUTS,
-    audio_format: str = "wav",
-    subtype: str | None = None,
-    sample_rate: int | None = None,
-    soundfont: str | os.PathLike | None = None,
+    output: OutputSettings | None = None,
     on_progress: Callable[[float], None] | None = None,
 ) -> Rendered:
-    """Map ``trace`` with ``preset`` and write the chosen outputs into ``out``."""
-    from .midifile import score_to_midi
-    from .synth.render import SAMPLE_RATES, render_audio, write_audio
-    from .synth.render import audio_format as check_format
-    from .transcript import to_json, to_lrc, to_srt, to_vtt
+    """Map ``trace`` with ``preset`` and write the chosen outputs into ``output.folder``.
 
-    outputs = tuple(outputs)
-    unknown = [o for o in outputs if o not in OUTPUTS]
-    if unknown:
-        raise SonifyError(f"unknown output {unknown[0]!r}; choose from {', '.join(OUTPUTS)}")
-    rate = int(sample_rate or preset.synth.sample_rate)
+    Everything is made in memory first; the files are then written, each atomically."""
+    from .outputs.audio import SAMPLE_RATES, write_audio
+    from .outputs.audio import audio_format as check_format
+    from .outputs.midifile import score_to_midi
+    from .outputs.transcript import to_json, to_lrc, to_srt, to_vtt
+    from .synth.render import render_audio
+
+    output = output or OutputSettings()
+    outputs, name = output.outputs, output.name or "piece"
+    rate = int(output.sample_rate or preset.synth.sample_rate)
     if rate not in SAMPLE_RATES:
         raise SonifyError(f"sample rate {rate} Hz is not offered; use 44100 or 48000")
-    folder = prepare_output_folder(Path(out))
-    audio_path = folder / f"{name}.{audio_format}"
+    folder = prepare_output_folder(output.folder)
+    audio_path = folder / f"{name}.{output.audio_format}"
     if "audio" in outputs:
-        check_format(audio_path, subtype)
+        check_format(audio_path, output.subtype)
     score = make_score(trace.frames, preset)
     result = Rendered(score, trace, sample_rate=rate)
-    # Everything is made first; the files are written at the end, each atomically.
     made: dict[str, tuple[Path, bytes | str | None]] = {}
     if "audio" in outputs:
-        if soundfont is not None:
+        if output.soundfont is not None:
             from .synth.soundfont import render_soundfont
 
-            result.audio = render_soundfont(score, soundfont, preset.synth, rate)
+            result.audio = render_soundfont(score, output.soundfont, preset.synth, rate)
         else:
             result.audio = render_audio(score, preset.synth, rate, progress=on_progress)
         made["audio"] = (audio_path, None)
     if "midi" in outputs:
-        import io
-
         buffer = io.BytesIO()
         score_to_midi(score, title=name).save(file=buffer)
         made["midi"] = (folder / f"{name}.mid", buffer.getvalue())
@@ -216,12 +200,12 @@ def render_files(
     if "json" in outputs:
         made["json"] = (folder / f"{name}.json", to_json(score))
     if "plot" in outputs:
-        from .plot import plot_png
+        from .outputs.plot import plot_png
 
         made["plot"] = (folder / f"{name}.png", plot_png(trace.frames, score, title=f"{name} ({preset.name})"))
     for kind, (path, data) in made.items():
         if kind == "audio":
-            write_audio(path, result.audio, rate, subtype)
+            write_audio(path, result.audio, rate, output.subtype)
         else:
             with atomic_write(path, "wb" if isinstance(data, bytes) else "w") as f:
                 f.write(data)
@@ -237,38 +221,28 @@ def render(
     read: str | None = None,
     trace: Trace | str | os.PathLike | None = None,
     preset: str | Preset = "default",
-    model: str | os.PathLike | None = None,
-    backend: str = "auto",
-    sampler: SamplerSettings | None = None,
-    seed: int = 0,
-    tokens: int | None = None,
-    duration: float | None = None,
-    out: str | os.PathLike = "renders",
-    name: str | None = None,
-    outputs: Iterable[str] = DEFAULT_OUTPUTS,
-    audio_format: str = "wav",
-    subtype: str | None = None,
-    sample_rate: int | None = None,
-    soundfont: str | os.PathLike | None = None,
+    length: Length | None = None,
+    model: ModelSettings | None = None,
+    generation: Generation | None = None,
+    output: OutputSettings | None = None,
 ) -> Rendered:
     """Text (or a prompt, or a saved trace) to a finished piece; the Python side of
     ``sonify render``. Returns the Score, the trace and the paths of the files written.
 
     ``read`` is a text to read; ``trace`` a Trace or a trace file to re-render without
-    the model. ``outputs`` picks from audio, midi, srt, vtt, lrc, json, trace, plot."""
+    the model. ``output.outputs`` picks from audio, midi, srt, vtt, lrc, json, trace, plot."""
     chosen = preset if isinstance(preset, Preset) else load_preset(preset)
     if sum(x is not None and x != "" for x in (prompt or None, read, trace)) > 1:
         raise SonifyError("give one of a prompt, a text to read, or a trace")
-    check_length(tokens, duration)
-    prepare_output_folder(Path(out))
+    length = length or Length()
+    output = output or OutputSettings()
+    prepare_output_folder(output.folder)  # fail before a long model run, not after it
     if trace is not None:
-        loaded = cut_trace(trace if isinstance(trace, Trace) else Trace.read(trace), chosen, tokens, duration)
+        loaded = cut_trace(trace if isinstance(trace, Trace) else Trace.read(trace), chosen, length)
         default_name = "trace" if isinstance(trace, Trace) else trace_name(trace)
     else:
-        loaded = run_model(prompt=prompt, text=read, model=model, backend=backend, sampler=sampler, seed=seed,
-                           tokens=tokens, duration=duration, preset=chosen)  # fmt: skip
+        loaded = run_model(prompt, text=read, model=model, generation=generation, length=length, preset=chosen)
         default_name = "reading" if read is not None else slug(prompt)
     if not loaded.frames:
         raise SonifyError("the trace holds no tokens; nothing to play")
-    return render_files(loaded, chosen, out=out, name=name or default_name, outputs=outputs, audio_format=audio_format,
-                        subtype=subtype, sample_rate=sample_rate, soundfont=soundfont)  # fmt: skip
+    return render_files(loaded, chosen, replace(output, name=output.name or default_name))

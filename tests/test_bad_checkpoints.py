@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from sonify import SonifyError, load_model
-from sonify.checkpoint import resolve_model_dir
+from sonify.model.checkpoint import resolve_model_dir
 
 
 @pytest.fixture

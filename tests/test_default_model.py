@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from sonify import Engine, SamplerSettings, load_model
-from sonify.checkpoint import DEFAULT_MODEL_DIR
-from sonify.evaluation import text_nats
-from sonify.safetensors_io import SafetensorsFile
-from sonify.train import CORPUS_FILES, split_text
+from sonify.model.checkpoint import DEFAULT_MODEL_DIR
+from sonify.model.evaluation import text_nats
+from sonify.model.safetensors_io import SafetensorsFile
+from sonify.model.train import CORPUS_FILES, split_text
 
 CORPUS = Path(os.environ.get("SONIFY_CORPUS", Path(__file__).resolve().parents[2] / "shared" / "corpus"))
 PASSAGE = "From fairest creatures we desire increase,\nThat thereby beauty's rose might never die,\n"

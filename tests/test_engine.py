@@ -5,8 +5,8 @@ import pytest
 from checkpoints import TEXT
 
 from sonify import Engine, SamplerSettings, SonifyError, load_model
-from sonify.evaluation import text_nats, window_schedule
-from sonify.telemetry import log_softmax
+from sonify.model.evaluation import text_nats, window_schedule
+from sonify.model.telemetry import log_softmax
 
 LONG = TEXT * 3
 

@@ -17,9 +17,9 @@ from scipy.signal import resample_poly
 from traces import POEM, read
 
 from sonify import load_preset
-from sonify.interlude import make_interlude, token_chars
-from sonify.scales import key_pitch_class
-from sonify.speech import espeak, recording
+from sonify.interlude.piece import InterludeSettings, make_interlude, token_chars
+from sonify.interlude.speech import espeak, recording
+from sonify.music.scales import key_pitch_class
 
 SR = 48000
 
@@ -39,7 +39,7 @@ def speech():
 
 @pytest.fixture(scope="module")
 def spoken(speech):
-    return make_interlude(read(POEM), load_preset("podcast"), 20.0, speech=speech)
+    return make_interlude(read(POEM), load_preset("podcast"), InterludeSettings(20.0), speech=speech)
 
 
 def test_exact_length_loudness_and_true_peak(spoken):
@@ -51,7 +51,7 @@ def test_exact_length_loudness_and_true_peak(spoken):
 
 @pytest.mark.parametrize("seconds,lufs", [(13.337, -23.0), (30.0, -14.0)])
 def test_without_a_voice_any_length_and_target(seconds, lufs):
-    piece = make_interlude(read(POEM), load_preset("podcast"), seconds, loudness=lufs)
+    piece = make_interlude(read(POEM), load_preset("podcast"), InterludeSettings(seconds, loudness=lufs))
     assert piece.audio.shape[0] == round(seconds * SR)
     assert abs(pyloudnorm.Meter(SR).integrated_loudness(piece.audio.astype(np.float64)) - lufs) <= 0.5
     assert true_peak(piece.audio) <= -1.0
@@ -96,7 +96,7 @@ def test_a_reading_too_long_for_the_duration_is_refused(speech):
     from sonify.errors import SonifyError
 
     with pytest.raises(SonifyError, match="too long for a 8 s interlude"):
-        make_interlude(read(POEM), load_preset("podcast"), 8.0, speech=speech)
+        make_interlude(read(POEM), load_preset("podcast"), InterludeSettings(8.0), speech=speech)
 
 
 def run(*args, env=None):

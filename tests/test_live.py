@@ -20,9 +20,9 @@ from sonify import load_preset
 from sonify.live.audio import AudioOut
 from sonify.live.midi import MidiOut, midi_module, open_output
 from sonify.live.osc import OscOut
-from sonify.live.player import Player
+from sonify.live.player import LiveTiming, Player
 from sonify.live.scheduler import Scheduler
-from sonify.mapping import make_score
+from sonify.music.mapping import make_score
 from sonify.synth.engine import SynthEngine
 from sonify.synth.master import Limiter
 
@@ -67,7 +67,7 @@ def test_midi_notes_arrive_in_order_within_one_period(jack):
     midi = MidiOut(open_output(None), scheduler, {v.channel for v in voices(preset)})
     receiver = Receiver("sonify:out")
     try:
-        report = Player(preset, midi=midi, scheduler=scheduler, latency=0.3).play(iter(generated(120)))
+        report = Player(preset, midi=midi, scheduler=scheduler, timing=LiveTiming(latency=0.3)).play(iter(generated(120)))
         time.sleep(0.3)
     finally:
         receiver.close()
@@ -97,7 +97,7 @@ def test_live_audio_matches_the_offline_render(jack, tmp_path):
         stderr=subprocess.DEVNULL,
     )
     time.sleep(0.5)
-    report = Player(preset, audio=audio, latency=0.3).play(iter(frames))
+    report = Player(preset, audio=audio, timing=LiveTiming(latency=0.3)).play(iter(frames))
     rec.wait(timeout=seconds + 30)
     live, rate = soundfile.read(capture, dtype="float32")
     assert rate == audio.sample_rate
@@ -175,7 +175,7 @@ def test_osc_messages_arrive_at_a_real_receiver(jack):
     try:
         osc = OscOut(f"127.0.0.1:{server.server_address[1]}", scheduler)
         frames = generated(30)
-        Player(load_preset("pulse"), osc=osc, scheduler=scheduler, latency=0.1).play(iter(frames))
+        Player(load_preset("pulse"), osc=osc, scheduler=scheduler, timing=LiveTiming(latency=0.1)).play(iter(frames))
         time.sleep(0.3)
     finally:
         scheduler.stop()
@@ -204,7 +204,7 @@ def test_a_slow_model_makes_the_music_hold_not_stutter(jack):
     midi = MidiOut(open_output(None), scheduler, {v.channel for v in voices(preset)})
     receiver = Receiver("sonify:out")
     try:
-        report = Player(preset, midi=midi, scheduler=scheduler, latency=0.05, lead=0.02).play(slow())
+        report = Player(preset, midi=midi, scheduler=scheduler, timing=LiveTiming(latency=0.05, lead=0.02)).play(slow())
         time.sleep(0.2)
     finally:
         receiver.close()

@@ -14,10 +14,10 @@ import pytest
 from scipy.stats import spearmanr
 from traces import POEM, generated, read
 
-from sonify.mapping import alternatives, chord_groups, chord_window, make_score, stop_groups
-from sonify.preset import load_preset, preset_names
-from sonify.scales import in_scale
-from sonify.signals import Scaling, layer_signal, scalar_signal
+from sonify.music.mapping import alternatives, chord_groups, chord_window, make_score, stop_groups
+from sonify.music.preset import load_preset, preset_names
+from sonify.music.scales import in_scale
+from sonify.music.signals import Scaling, layer_signal, scalar_signal
 
 WARMUP = 256
 

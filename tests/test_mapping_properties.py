@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sonify import AttentionStats, Frame, LayerStats
-from sonify.mapping import make_score
-from sonify.preset import load_preset, preset_names
-from sonify.signals import running_percentile, running_quantile
+from sonify.music.mapping import make_score
+from sonify.music.preset import load_preset, preset_names
+from sonify.music.signals import running_percentile, running_quantile
 
 PRESETS = {name: load_preset(name) for name in preset_names()}
 any_float = st.floats(allow_nan=True, allow_infinity=True, width=64)

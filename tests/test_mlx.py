@@ -9,7 +9,7 @@ import pytest
 from checkpoints import TEXT
 
 from sonify import Engine, SamplerSettings, SonifyError, load_model
-from sonify.backends import mlx_available, resolve_backend
+from sonify.model.backends import mlx_available, resolve_backend
 
 if not mlx_available():
     if os.environ.get("CI") == "true":
@@ -84,7 +84,7 @@ def quantized(checkpoint_dir, tmp_path_factory):
 
 
 def test_quantized_checkpoint_runs_in_both_backends(quantized, checkpoint_dir):
-    from sonify.quantized import QuantizedLinear
+    from sonify.model.quantized import QuantizedLinear
 
     mlx_model, numpy_model = load_model(quantized, backend="mlx"), load_model(quantized, backend="numpy")
     assert isinstance(mlx_model.decoder.weights.layers[0].qkv, QuantizedLinear)  # used natively
@@ -111,7 +111,7 @@ def test_quantized_logits_match_mlx_lm(quantized):
 
 @pytest.mark.parametrize("bits", [2, 3, 4, 5, 6, 8])
 def test_numpy_dequantize_matches_mlx(bits):
-    from sonify.quantized import QuantizedLinear
+    from sonify.model.quantized import QuantizedLinear
 
     w = mx.array(np.random.default_rng(bits).standard_normal((12, 128)).astype(np.float32))
     packed, scales, biases = mx.quantize(w, group_size=64, bits=bits)

@@ -6,7 +6,7 @@ import torch
 from checkpoints import TEXT, load_reference
 
 from sonify import Engine, load_model
-from sonify.safetensors_io import SafetensorsFile
+from sonify.model.safetensors_io import SafetensorsFile
 
 FAMILIES = {
     "gpt2": ("gpt2", {}),

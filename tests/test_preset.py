@@ -10,10 +10,10 @@ import tomllib
 
 import pytest
 
-from sonify import preset as preset_module
 from sonify.errors import SonifyError
-from sonify.preset import PRESETS_DIR, Preset, load_preset, preset_names
-from sonify.toml_lines import key_lines
+from sonify.music import preset as preset_module
+from sonify.music.preset import BUILTIN_PRESETS, Preset, load_preset, preset_names
+from sonify.music.toml_lines import key_lines
 
 
 def leaf_paths(cls: type, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -27,7 +27,7 @@ def leaf_paths(cls: type, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]
 
 
 def test_default_defines_and_documents_every_key():
-    source = (PRESETS_DIR / "default.toml").read_text()
+    source = (BUILTIN_PRESETS / "default.toml").read_text()
     lines = source.splitlines()
     written = key_lines(source)
     for path in leaf_paths(Preset):
@@ -46,7 +46,7 @@ def test_at_least_six_named_presets_load_and_describe_themselves():
     for name in names:
         p = load_preset(name)
         assert p.name == name and p.description
-        data = tomllib.loads((PRESETS_DIR / f"{name}.toml").read_text())
+        data = tomllib.loads((BUILTIN_PRESETS / f"{name}.toml").read_text())
         assert data["name"] == name
 
 

@@ -22,10 +22,10 @@ import soundfile
 import srt
 import webvtt
 
-from sonify import Trace, load_preset, render
-from sonify.mapping import make_score
-from sonify.midifile import TICKS_PER_BEAT
-from sonify.transcript import lines, words
+from sonify import Length, OutputSettings, Trace, load_preset, render
+from sonify.music.mapping import make_score
+from sonify.outputs.midifile import TICKS_PER_BEAT
+from sonify.outputs.transcript import lines, words
 
 SOUNDFONT = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
 KINDS = ("wav", "mid", "srt", "vtt", "lrc", "json", "trace.jsonl")
@@ -168,7 +168,7 @@ def test_rerendered_trace_and_same_seed_give_identical_files(piece, tmp_path):
     assert again.returncode == 0, again.stderr
     for kind in ("wav", "mid", "srt", "vtt", "lrc", "json"):
         assert (tmp_path / "score" / f"{name}.{kind}").read_bytes() == (out / f"{name}.{kind}").read_bytes(), kind
-    fresh = render("Shall I compare thee", tokens=120, out=tmp_path / "api")
+    fresh = render("Shall I compare thee", length=Length(tokens=120), output=OutputSettings(tmp_path / "api"))
     for kind in KINDS:
         assert (tmp_path / "api" / f"{name}.{kind}").read_bytes() == (out / f"{name}.{kind}").read_bytes(), kind
     assert fresh.paths["audio"] == tmp_path / "api" / f"{name}.wav" and fresh.score == score
@@ -199,7 +199,7 @@ def test_duration_reading_and_flac(tmp_path):
     assert info.samplerate == 44100 and info.subtype == "PCM_16"
     data = json.loads((tmp_path / "poem.json").read_text())
     assert 6.0 <= data["duration"] < 9.0
-    generated = render("Once", duration=20.0, out=tmp_path / "gen", outputs=("json",))
+    generated = render("Once", length=Length(duration=20.0), output=OutputSettings(tmp_path / "gen", outputs=("json",)))
     assert 20.0 <= generated.score.end < 22.0
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from sonify import SamplerSettings, SonifyError, make_sampler
-from sonify.sampling import apply_min_p, apply_repetition_penalty, apply_top_k, apply_top_p, categorical
+from sonify.model.sampling import apply_min_p, apply_repetition_penalty, apply_top_k, apply_top_p, categorical
 
 P = np.array([0.05, 0.4, 0.1, 0.3, 0.15])
 LP = np.log(P)

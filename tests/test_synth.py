@@ -14,10 +14,11 @@ from scipy.signal import resample_poly
 from traces import POEM, read
 
 from sonify.errors import SonifyError
-from sonify.mapping import make_score
-from sonify.preset import load_preset, preset_names
-from sonify.score import Note, Score, TempoMap, VoiceInfo, sort_notes
-from sonify.synth import SynthEngine, render_audio, write_audio
+from sonify.music.mapping import make_score
+from sonify.music.preset import load_preset, preset_names
+from sonify.music.score import Note, Score, TempoMap, VoiceInfo, sort_notes
+from sonify.outputs.audio import write_audio
+from sonify.synth import SynthEngine, render_audio
 from sonify.synth.master import Limiter, integrated_loudness, master
 from sonify.synth.soundfont import render_soundfont
 

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from sonify.telemetry import attention_summaries, entropy, log_softmax, log_softmax_entropy, rank_of, top_tokens
+from sonify.model.telemetry import attention_summaries, entropy, log_softmax, log_softmax_entropy, rank_of, top_tokens
 
 
 def test_entropy_of_known_distributions():

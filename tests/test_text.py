@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sonify import Engine, load_model
-from sonify.text import IncrementalDecoder
+from sonify.model.tokenizer import IncrementalDecoder
 
 SPLIT = "東京 🎵🎶 naïve “quotes” — déjà"
 

@@ -1,7 +1,7 @@
 """The live terminal view: the text as it sounds, coloured by surprisal."""
 
 from sonify.live.view import TerminalView, surprisal_style
-from sonify.score import Cue
+from sonify.music.score import Cue
 
 
 def test_colour_runs_from_green_for_expected_to_red_for_surprising():

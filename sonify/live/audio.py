@@ -16,8 +16,8 @@ import time
 import numpy as np
 
 from ..errors import SonifyError
-from ..preset import Synth
-from ..score import Control, Note, VoiceInfo
+from ..music.preset import Synth
+from ..music.score import Control, Note, VoiceInfo
 from ..synth.dsp import db
 from ..synth.engine import SynthEngine
 from ..synth.master import Limiter

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from ..errors import SonifyError
-from ..fileio import atomic_write
-from ..score import Control, Note
+from ..music.score import Control, Note
+from ..outputs.files import atomic_write
 from .scheduler import Scheduler
 
 VIRTUAL_PORT = "sonify"

@@ -13,8 +13,8 @@ Address space (all under ``/sonify``):
 from __future__ import annotations
 
 from ..errors import SonifyError
-from ..frame import Frame
-from ..score import Note
+from ..model.frame import Frame
+from ..music.score import Note
 from .scheduler import Scheduler
 
 

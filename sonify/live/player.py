@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from ..errors import SonifyError
-from ..frame import Frame
-from ..preset import Preset
-from ..score import Note
+from ..model.frame import Frame
+from ..music.preset import Preset
+from ..music.score import Note
 from .audio import AudioOut
 from .midi import MidiOut
 from .osc import OscOut
@@ -45,7 +45,27 @@ class Performance:
     score: object = None
 
 
+@dataclass(frozen=True)
+class LiveTiming:
+    """When a performance plays: ``latency`` seconds ahead of the model, events sent at
+    least ``lead`` seconds before they are due, MIDI ``clock`` out or not, a ``max_seconds``
+    length (None: until the model stops), and how far ahead (``horizon``, seconds) the Score
+    is extended before the mapping waits for playback to catch up."""
+
+    latency: float = 0.3
+    lead: float = 0.05
+    clock: bool = True
+    max_seconds: float | None = None
+    horizon: float = 3.0
+
+    def __post_init__(self) -> None:
+        if not self.latency >= 0.02:
+            raise SonifyError(f"--latency has to be at least 0.02 s, but is {self.latency:g}")
+
+
 class Player:
+    """Plays a stream of Frames live through the outputs given, on one clock."""
+
     def __init__(
         self,
         preset: Preset,
@@ -55,22 +75,17 @@ class Player:
         osc: OscOut | None = None,
         view: TerminalView | None = None,
         scheduler: Scheduler | None = None,
-        latency: float = 0.3,
-        lead: float = 0.05,
-        clock: bool = True,
-        max_seconds: float | None = None,
-        horizon: float = 3.0,
+        timing: LiveTiming | None = None,
     ):
-        if latency < 0.02:
-            raise SonifyError(f"--latency has to be at least 0.02 s, but is {latency:g}")
+        timing = timing or LiveTiming()
         self.preset = preset
         self.midi, self.audio, self.osc, self.view = midi, audio, osc, view
         self.scheduler = scheduler or (midi.scheduler if midi else osc.scheduler if osc else Scheduler())
-        self.latency, self.lead, self.clock = latency, lead, clock
-        self.max_seconds = max_seconds
+        self.latency, self.lead, self.clock = timing.latency, timing.lead, timing.clock
+        self.max_seconds = timing.max_seconds
         # The Score is extended only while less than this much music is scheduled ahead:
         # the mapping's work is spread over the performance instead of crowding the start.
-        self.horizon = horizon
+        self.horizon = timing.horizon
         harmony = preset.voices.harmony
         self.batch = harmony.every if harmony.enabled else 8  # frames per step: one chord's worth
         self.stop_request = threading.Event()

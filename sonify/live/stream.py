@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..frame import Frame
-from ..mapping import make_score
-from ..preset import Preset
-from ..score import Control, Cue, Note, Score
+from ..model.frame import Frame
+from ..music.mapping import make_score
+from ..music.preset import Preset
+from ..music.score import Control, Cue, Note, Score
 
 
 @dataclass

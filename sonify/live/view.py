@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from ..score import Cue
+from ..music.score import Cue
 
 
 def surprisal_style(surprisal: float) -> str:

@@ -1,6 +1,12 @@
-"""sonify's own synthesizer: a Score becomes a finished stereo mix."""
+"""Stage 3a, the synthesizer: a Score becomes a stereo mix (NumPy samples).
+
+Takes a Score (``sonify.music.score``) and the preset's synth settings; gives float32
+sample blocks, finished (loudness, limiter) offline or raw for the live audio path.
+Never touches the model, files or devices: writing audio is ``sonify.outputs``' job,
+playing it live is ``sonify.live``'s.
+"""
 
 from .engine import SynthEngine
-from .render import render_audio, write_audio
+from .render import render_audio
 
-__all__ = ["SynthEngine", "render_audio", "write_audio"]
+__all__ = ["SynthEngine", "render_audio"]

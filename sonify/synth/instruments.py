@@ -7,34 +7,11 @@ controllers (the organ's stops, the drone's expression) through ``note.control``
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import numpy as np
 from scipy.signal import butter, lfilter
 
 from .dsp import TWO_PI, phase, saw, square
-
-if TYPE_CHECKING:
-    from .engine import SoundingNote
-
-Tone = Callable[["SoundingNote", np.ndarray], np.ndarray]
-
-
-@dataclass(frozen=True)
-class Instrument:
-    name: str
-    attack: float
-    decay: float
-    sustain: float
-    release: float
-    level: float  # trim so instruments sit together at equal velocity
-    tone: Tone
-    polyphony: int = 16
-    # Held, many-note voices are lowpassed once on the voice's bus rather than note by note:
-    # the cutoff (Hz) at brightness 0..1. None: the tone filters itself, if at all.
-    bus_cutoff: Callable[[float], float] | None = None
+from .voice import Instrument, SoundingNote
 
 
 def _lowpass(note: SoundingNote, x: np.ndarray, cutoff: float) -> np.ndarray:

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SonifyError
-from ..preset import Synth
-from ..score import Score
+from ..music.preset import Synth
+from ..music.score import Score
 from .dsp import db
 from .master import master
 

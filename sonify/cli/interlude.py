@@ -1,0 +1,130 @@
+"""`sonify interlude`: a podcast interlude of an exact length, optionally spoken."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import SonifyError
+from .common import add_model_args, add_output_args, add_sampler_args, generation, model_settings, read_text
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    inter = sub.add_parser(
+        "interlude",
+        help="a finished podcast interlude of an exact length, optionally with the text spoken over it",
+        description=(
+            "Make a piece of exactly --duration seconds at 48 kHz: fade-in, a musical ending (the last phrase resolves, "
+            "then the tail fades), loudness normalised (-16 LUFS by default), true peak under -1 dBTP. With --speak the "
+            "text is read aloud by espeak-ng (or bring a recording with --voice-file and --transcript); the music follows "
+            "the reading and ducks under the voice."
+        ),
+    )
+    inter.add_argument("prompt", nargs="?", default="", help="text to generate from (default: start from nothing)")
+    inter.add_argument("--read", metavar="FILE", help="the text to read ('-' for stdin)")
+    inter.add_argument(
+        "--duration", type=float, required=True, metavar="SECONDS", help="the interlude's exact length (e.g. 10 to 60)"
+    )
+    inter.add_argument("--lufs", type=float, default=-16.0, help="integrated loudness (default: -16; e.g. -14 or -23)")
+    inter.add_argument("--fade-in", type=float, default=1.0, metavar="SECONDS", help="fade-in length (default: 1)")
+    inter.add_argument("--fade-out", type=float, default=3.0, metavar="SECONDS", help="fade-out length (default: 3)")
+    voice = inter.add_argument_group("the spoken reading")
+    voice.add_argument("--speak", action="store_true", help="read the text aloud with espeak-ng over the music")
+    voice.add_argument("--voice", default="en", help="espeak-ng voice (default: en)")
+    voice.add_argument("--wpm", type=int, default=160, help="speaking rate, words a minute (default: 160)")
+    voice.add_argument(
+        "--voice-file", metavar="WAV", help="a recording of the text to use instead of espeak-ng (with --transcript)"
+    )
+    voice.add_argument("--transcript", metavar="FILE", help="the text the --voice-file speaks")
+    voice.add_argument(
+        "--duck", type=float, default=9.0, metavar="DB", help="how far the music ducks under the voice (default: 9 dB)"
+    )
+    add_output_args(inter)
+    inter.set_defaults(preset="podcast")
+    add_model_args(inter)
+    add_sampler_args(inter)
+    inter.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..interlude.piece import InterludeSettings, chapters_json, cut_to_fit, frames_within, make_interlude, words_json
+    from ..interlude.speech import espeak, recording
+    from ..model.engine import Engine
+    from ..music.preset import load_preset
+    from ..outputs.audio import write_audio
+    from ..outputs.files import atomic_write, prepare_output_folder, slug
+    from ..outputs.midifile import write_midi
+    from ..outputs.trace import Trace
+    from ..outputs.transcript import to_json, to_srt, to_vtt
+
+    if not args.duration > 0:
+        raise SonifyError(f"--duration has to be a positive number of seconds, but is {args.duration:g}")
+    if args.voice_file and not args.transcript:
+        raise SonifyError("--voice-file needs --transcript FILE: the text the recording speaks")
+    if args.transcript and not args.voice_file:
+        raise SonifyError("--transcript goes with --voice-file WAV")
+    sources = sum(bool(x) for x in (args.prompt, args.read, args.transcript))
+    if sources > 1:
+        raise SonifyError("give one of a prompt, --read FILE or --voice-file with --transcript")
+    if not -40 <= args.lufs <= -6:
+        raise SonifyError(f"--lufs {args.lufs:g} is outside -40..-6 LUFS")
+    preset = load_preset(args.preset)
+    folder = prepare_output_folder(args.out)
+    available = args.duration - args.fade_out - 0.5
+    model = model_settings(args).load()
+    engine = Engine(model)
+    speech = None
+    if args.transcript:
+        text, name = read_text(args.transcript)
+        frames = list(engine.read(text))
+        speech = recording(args.voice_file, text)
+    elif args.read:
+        text, name = read_text(args.read)
+        frames = list(engine.read(text))
+    else:
+        name = slug(args.prompt)
+        gen = generation(args)
+        # Enough text for the time: about 2.5 words (4 tokens) a second when spoken, more for music alone.
+        tokens = int(args.duration * (4 if args.speak else 8)) + 16
+        frames = list(engine.generate(args.prompt, max_tokens=tokens, sampler=gen.sampler, seed=gen.seed, stop_at_eos=False))
+        text = "".join(f.text for f in frames)
+    if args.speak and speech is None:
+        speech = espeak(text, voice=args.voice, words_per_minute=args.wpm)
+        room = available - args.fade_in - 0.5
+        if speech.duration > room:
+            keep = cut_to_fit(frames, speech, room)
+            if keep == 0:
+                raise SonifyError(f"not even the first word fits in {args.duration:g} s; give a longer --duration")
+            spoken = len(speech.words)
+            text = text[:keep]
+            frames = frames_within(frames, keep)
+            speech = espeak(text, voice=args.voice, words_per_minute=args.wpm)
+            if args.read:
+                print(f"read the first {len(speech.words)} of {spoken} words to fit {args.duration:g} s", file=sys.stderr)
+    shape = InterludeSettings(args.duration, args.lufs, preset.synth.ceiling, args.fade_in, args.fade_out, args.duck)
+    piece = make_interlude(frames, preset, shape, speech=speech)
+    name = args.name or f"{name}-interlude"
+    subtype = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}[args.bits]
+    written = [write_audio(folder / f"{name}.{args.format}", piece.audio, piece.sample_rate, subtype)]
+    written.append(write_midi(folder / f"{name}.mid", piece.score, title=name))
+    for suffix, data in ((".srt", to_srt(piece.score)), (".vtt", to_vtt(piece.score)), (".json", to_json(piece.score))):
+        with atomic_write(folder / f"{name}{suffix}") as f:
+            f.write(data)
+        written.append(folder / f"{name}{suffix}")
+    if piece.words:
+        for suffix, data in ((".words.json", words_json(piece.words)), (".chapters.json", chapters_json(piece.words, text, name))):
+            with atomic_write(folder / f"{name}{suffix}") as f:
+                f.write(data)
+            written.append(folder / f"{name}{suffix}")
+    written.append(
+        Trace(engine.header("read" if args.read or args.transcript else "generate", text=text), list(piece.frames)).write(
+            folder / f"{name}.trace.jsonl"
+        )
+    )
+    print(
+        f"{args.duration:g} s interlude ({len(piece.frames)} tokens, {preset.name} preset{', spoken' if piece.words else ''}):",
+        file=sys.stderr,
+    )
+    for path in written:
+        print(f"  {path}", file=sys.stderr)
+    return 0

@@ -1,0 +1,181 @@
+"""`sonify play` and `sonify panic`: live performance."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import SonifyError, Terminated
+from .common import VIRTUAL, add_model_args, add_sampler_args, generation, model_settings, read_text
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    play = sub.add_parser(
+        "play",
+        help="perform live: MIDI out to your DAW and synths, live audio, the text on screen as it sounds",
+        description=(
+            "Run the model (or read a text, or what you type) and play it in real time, a fixed latency ahead: "
+            "MIDI to a port (or a virtual port named sonify), our synth to the audio output, telemetry as OSC. "
+            "Ctrl-C stops and silences every note."
+        ),
+    )
+    play.add_argument("prompt", nargs="?", default="", help="text to generate from (default: start from nothing)")
+    play_source = play.add_mutually_exclusive_group()
+    play_source.add_argument("--read", metavar="FILE", help="read this text file ('-' for stdin)")
+    play_source.add_argument("--type", action="store_true", help="read what you type, line by line")
+    play_length = play.add_argument_group("length (one of; default: until the model stops or Ctrl-C)")
+    play_length.add_argument("--tokens", type=int, metavar="N", help="tokens to generate")
+    play_length.add_argument("--duration", type=float, metavar="SECONDS", help="play for this long")
+    outs = play.add_argument_group("outputs (at least one)")
+    outs.add_argument(
+        "--midi-out",
+        nargs="?",
+        const=VIRTUAL,
+        metavar="PORT",
+        help="send MIDI to PORT, or to a virtual port 'sonify' if none is named",
+    )
+    outs.add_argument("--audio", action="store_true", help="play our synth on the audio output")
+    outs.add_argument("--osc", metavar="HOST:PORT", help="send per-token telemetry as OSC to HOST:PORT")
+    timing = play.add_argument_group("timing")
+    timing.add_argument(
+        "--latency", type=float, default=0.3, metavar="SECONDS", help="how far ahead events are scheduled (default: 0.3)"
+    )
+    timing.add_argument("--block", type=int, default=256, metavar="FRAMES", help="audio block size (default: 256)")
+    timing.add_argument("--device", metavar="NAME", help="audio output device (default: the system's)")
+    timing.add_argument("--no-clock", action="store_true", help="send no MIDI clock")
+    play.add_argument("--preset", default="default", help="preset name or .toml file (default: default)")
+    play.add_argument(
+        "--record",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also write what was played: .wav/.flac (audio) or .mid (MIDI); repeatable",
+    )
+    play.add_argument("--quiet", action="store_true", help="no terminal view")
+    add_model_args(play)
+    add_sampler_args(play)
+    play.set_defaults(run=run_play)
+
+    panic = sub.add_parser(
+        "panic",
+        help="silence a MIDI port: all notes off on all 16 channels",
+        description="Send note-off for every note, All Notes Off and All Sound Off on every channel.",
+    )
+    panic.add_argument("--midi-out", metavar="PORT", help="the port (default: every MIDI output on this machine)")
+    panic.set_defaults(run=run_panic)
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated
+
+
+def _frames_for_play(args: argparse.Namespace, engine, gen):
+    if args.type:
+        reader = engine.reader()
+
+        def typed():
+            for line in sys.stdin:
+                yield from reader.feed(line)
+
+        return typed()
+    if args.read is not None:
+        text, _ = read_text(args.read)
+        ids = engine.model.tokenizer.encode(text)
+        return engine.read_ids(ids[: args.tokens] if args.tokens else ids)
+    limit = args.tokens if args.tokens is not None else 1_000_000
+    return engine.generate(args.prompt, max_tokens=limit, sampler=gen.sampler, seed=gen.seed, stop_at_eos=args.duration is None)
+
+
+def run_play(args: argparse.Namespace) -> int:
+    import signal
+
+    from ..live.scheduler import Scheduler
+    from ..model.engine import Engine
+    from ..music.mapping import make_score
+    from ..music.preset import load_preset
+    from ..pipeline import Length
+
+    if args.prompt and (args.read is not None or args.type):
+        raise SonifyError("give either a prompt, --read FILE or --type, not two of them")
+    Length(args.tokens, args.duration)
+    if args.midi_out is None and not args.audio and args.osc is None:
+        raise SonifyError("choose an output: --midi-out [PORT], --audio and/or --osc HOST:PORT")
+    for path in args.record:
+        suffix = Path(path).suffix.lower()
+        if suffix not in (".wav", ".flac", ".mid"):
+            raise SonifyError(f"--record {path}: write .wav, .flac (audio) or .mid (MIDI)")
+        if suffix == ".mid" and args.midi_out is None:
+            raise SonifyError("--record FILE.mid records the MIDI output; add --midi-out")
+        if suffix != ".mid" and not args.audio:
+            raise SonifyError(f"--record {path} records the audio output; add --audio")
+        if not Path(path).parent.is_dir():
+            raise SonifyError(f"--record {path}: folder {Path(path).parent} does not exist")
+    preset = load_preset(args.preset)
+    gen = generation(args)
+    model = model_settings(args).load()
+    engine = Engine(model)
+    voices = make_score(list(engine.generate("", max_tokens=1)), preset).voices
+    scheduler = Scheduler()
+    midi = audio = osc = view = None
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        if args.midi_out is not None:
+            from ..live.midi import MidiOut, open_output
+
+            channels = {v.channel for v in voices}
+            midi = MidiOut(open_output(None if args.midi_out == VIRTUAL else args.midi_out), scheduler, channels)
+        if args.audio:
+            from ..live.audio import AudioOut
+
+            audio = AudioOut(preset.synth, preset.music.tempo, voices, block=args.block, device=args.device,
+                             record=any(Path(p).suffix.lower() != ".mid" for p in args.record))  # fmt: skip
+        if args.osc is not None:
+            from ..live.osc import OscOut
+
+            osc = OscOut(args.osc, scheduler)
+        if not args.quiet and not args.type and sys.stdout.isatty():
+            from ..live.view import TerminalView
+
+            view = TerminalView(f"sonify · {preset.name} · {model.name}")
+        from ..live.player import LiveTiming, Player
+
+        timing = LiveTiming(latency=args.latency, clock=not args.no_clock, max_seconds=args.duration)
+        player = Player(preset, midi=midi, audio=audio, osc=osc, view=view, scheduler=scheduler, timing=timing)
+        report = player.play(_frames_for_play(args, engine, gen))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        scheduler.stop()
+        if midi is not None:
+            midi.close()
+    for path in args.record:
+        if Path(path).suffix.lower() == ".mid":
+            midi.write(path, report.start, preset.music.tempo)
+        else:
+            from ..outputs.audio import write_audio
+
+            write_audio(path, audio.recording(), audio.sample_rate)
+        print(f"recorded {path}", file=sys.stderr)
+    budget = sum(report.token_seconds)
+    model_time = sum(report.model_seconds)
+    print(
+        f"played {report.tokens} tokens; {report.holds} holds ({report.held_seconds:.2f} s), {report.xruns} xruns; "
+        f"the model needed {model_time:.1f} s for {budget:.1f} s of music",
+        file=sys.stderr,
+    )
+    if report.interrupted is not None:
+        print("stopped; all notes off", file=sys.stderr)
+        return 143 if isinstance(report.interrupted, Terminated) else 130
+    return 0
+
+
+def run_panic(args: argparse.Namespace) -> int:
+    from ..live.midi import output_names, panic_port
+
+    names = [args.midi_out] if args.midi_out else output_names()
+    if not names:
+        raise SonifyError("no MIDI output ports on this machine; name one with --midi-out PORT")
+    for name in names:
+        count = panic_port(name)
+        print(f"{name}: {count} messages (all notes off on 16 channels)", file=sys.stderr)
+    return 0

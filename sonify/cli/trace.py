@@ -1,0 +1,74 @@
+"""`sonify trace`: run the model and write its per-token telemetry."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import SonifyError
+from .common import RENDERS, add_model_args, add_sampler_args, generation, model_settings, read_text
+from .progress import token_progress
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    trace = sub.add_parser(
+        "trace",
+        help="run the model and write its per-token telemetry (a trace, JSON Lines)",
+        description="Generate from a prompt, or read a text, and write one telemetry frame per token.",
+    )
+    trace.add_argument("prompt", nargs="?", default="", help="text to generate from (default: start from nothing)")
+    trace.add_argument("--read", metavar="FILE", help="read this text file instead of generating ('-' for stdin)")
+    trace.add_argument("--tokens", type=int, default=200, metavar="N", help="tokens to generate (default: 200)")
+    trace.add_argument("--ignore-eos", action="store_true", help="keep generating past the model's end-of-text token")
+    trace.add_argument("--alternatives", type=int, default=5, metavar="K", help="top alternatives kept per token (default: 5)")
+    trace.add_argument("--out", type=Path, metavar="PATH", help="trace file (default: renders/<name>.trace.jsonl)")
+    trace.add_argument("--quiet", action="store_true", help="do not echo the text as it comes")
+    add_model_args(trace)
+    add_sampler_args(trace)
+    trace.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..model.engine import Engine
+    from ..outputs.trace import Trace
+
+    if args.read is not None and args.prompt:
+        raise SonifyError("give either a prompt or --read FILE, not both")
+    if args.tokens < 1:
+        raise SonifyError(f"--tokens has to be at least 1, but is {args.tokens}")
+    text, name = read_text(args.read) if args.read is not None else (None, "generated")
+    gen = generation(args)
+    out = args.out or RENDERS / f"{name}.trace.jsonl"
+    if out.parent != Path("") and not out.parent.exists():
+        if args.out is not None:
+            raise SonifyError(f"output folder {out.parent} does not exist; create it or choose another --out")
+        out.parent.mkdir(parents=True)
+    settings = model_settings(args, alternatives=args.alternatives)
+    model = settings.load()
+    engine = Engine(model, alternatives=settings.alternatives)
+    # Tokenized once here: the ids give the progress bar its length and feed the engine.
+    if text is not None:
+        header = engine.header("read", text=text)
+        ids = model.tokenizer.encode(text)
+        frames, total = engine.read_ids(ids), len(ids)
+    else:
+        header = engine.header("generate", prompt=args.prompt, sampler=gen.sampler.to_dict(), seed=gen.seed, max_tokens=args.tokens)
+        ids = model.tokenizer.encode(args.prompt) if args.prompt else []
+        frames = engine.generate(ids, max_tokens=args.tokens, sampler=gen.sampler, seed=gen.seed, stop_at_eos=not gen.ignore_eos)
+        total = len(ids) + args.tokens
+    trace = Trace(header)
+    echo = not args.quiet and sys.stdout.isatty()
+    with token_progress(enabled=not echo and sys.stderr.isatty()) as (start, advance):
+        start(total)
+        for frame in frames:
+            trace.frames.append(frame)
+            advance()
+            if echo:
+                sys.stdout.write(frame.text)
+                sys.stdout.flush()
+    if echo:
+        sys.stdout.write("\n")
+    trace.write(out)
+    print(f"wrote {out} ({len(trace.frames)} tokens, model {model.name}, backend {model.backend})", file=sys.stderr)
+    return 0

@@ -1,1 +1,0 @@
-"""The sonify commands, one module per family; ``sonify.cli`` parses and dispatches."""

@@ -1,0 +1,204 @@
+"""The decoder in NumPy: float32, a preallocated KV cache, attention computed explicitly.
+
+Attention probabilities of every layer are written into one (layers, heads, queries,
+keys) buffer, so the telemetry is reduced with a handful of stacked array operations per
+forward call instead of per-layer Python work.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.special import expit
+
+from ..families.common import Architecture, DecoderWeights
+from ..telemetry import attention_summaries
+from .base import DecoderOutput, causal_mask, rope_tables
+
+
+class KVCache:
+    """Keys and values of the tokens in the current window, for every layer."""
+
+    def __init__(self, arch: Architecture, window: int):
+        shape = (arch.num_layers, arch.num_kv_heads, window, arch.head_dim)
+        # np.full touches every page now; np.zeros (calloc) would fault pages in one token
+        # at a time inside the decoding loop, which measured ~4 ms a token on GPT-2 small.
+        self.keys = np.full(shape, 0.0, dtype=np.float32)
+        self.values = np.full(shape, 0.0, dtype=np.float32)
+        self.length = 0
+
+    def reset(self) -> None:
+        self.length = 0
+
+
+# ufunc reductions: ndarray.mean costs several microseconds of Python per call, which
+# adds up over layers for small models.
+def _layer_norm(x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, eps: float) -> np.ndarray:
+    inv_n = np.float32(1.0 / x.shape[-1])
+    centred = x - np.add.reduce(x, axis=-1, keepdims=True) * inv_n
+    out = centred / np.sqrt(np.add.reduce(centred * centred, axis=-1, keepdims=True) * inv_n + eps)
+    if weight is not None:
+        out *= weight
+    return out + bias if bias is not None else out
+
+
+def _rms_norm(x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, eps: float) -> np.ndarray:
+    inv_n = np.float32(1.0 / x.shape[-1])
+    out = x / np.sqrt(np.add.reduce(x * x, axis=-1, keepdims=True) * inv_n + eps)
+    if weight is not None:
+        out *= weight
+    return out
+
+
+def _gelu_tanh(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1.0 + np.tanh(np.float32(math.sqrt(2.0 / math.pi)) * (x + np.float32(0.044715) * x * x * x)))
+
+
+TRANSPOSED_LAYOUT_MIN_SIZE = 500_000  # elements: every GPT-2-small layer matrix, none of the default model's
+
+
+def _fold_into_matrices(arch: Architecture, weights: DecoderWeights) -> None:
+    """Fold per-layer constants into the matrices, in place, to save work on every token,
+    and give large matrices the memory order that decodes fastest.
+
+    A norm's gain g and bias b before a matrix W: (x^ * g + b) W = x^ (g W) + b W, so each
+    block's two norms become parameter-free; the attention scale 1/sqrt(head_dim) moves into
+    the query columns (RoPE is linear, so it commutes). The weights belong to this decoder
+    alone (each load builds its own), which is why changing them in place is safe.
+    """
+    q_cols = arch.num_heads * arch.head_dim
+    scale = np.float32(1.0 / math.sqrt(arch.head_dim))
+    for layer in weights.layers:
+        for norm, norm_bias, matrix, bias in (
+            ("attn_norm", "attn_norm_bias", "qkv", "qkv_bias"),
+            ("mlp_norm", "mlp_norm_bias", "up", "up_bias"),
+        ):
+            gain, shift, w = getattr(layer, norm), getattr(layer, norm_bias), getattr(layer, matrix)
+            folded_bias = getattr(layer, bias)
+            if shift is not None:
+                folded_bias = shift @ w + (folded_bias if folded_bias is not None else 0.0)
+            w *= gain[:, None]
+            setattr(layer, bias, folded_bias)
+            setattr(layer, norm, np.ones_like(gain))
+            setattr(layer, norm_bias, None)
+        layer.qkv[:, :q_cols] *= scale
+        if layer.qkv_bias is not None:
+            layer.qkv_bias[:q_cols] *= scale
+        # Large matrices keep their (in, out) shape but (out, in) memory order: OpenBLAS
+        # streamed GPT-2-sized layers ~6 % faster that way when decoding one token, while
+        # small ones (the default model's) ran slower. The rule depends on shapes alone, so a
+        # model always gets the same layout and the same results.
+        for name in ("qkv", "out", "up", "down"):
+            matrix = getattr(layer, name)
+            if matrix.size >= TRANSPOSED_LAYOUT_MIN_SIZE:
+                setattr(layer, name, np.ascontiguousarray(matrix.T).T)
+
+
+class NumpyDecoder:
+    """One model's forward pass in NumPy; see :class:`sonify.model.backends.base.DecoderOutput`."""
+
+    name = "numpy"
+
+    def __init__(self, arch: Architecture, weights: DecoderWeights, window: int):
+        self.arch = arch
+        self.weights = weights
+        self.window = window
+        self._norm = _layer_norm if arch.norm == "layernorm" else _rms_norm
+        _fold_into_matrices(arch, weights)
+        if arch.position == "rope":
+            self._cos, self._sin = rope_tables(arch.inv_freq(), window)
+
+    def new_cache(self) -> KVCache:
+        return KVCache(self.arch, self.window)
+
+    def _rope(self, x: np.ndarray, start: int) -> np.ndarray:
+        """Rotate (tokens, heads, head_dim) by position, in Hugging Face's rotate-half layout."""
+        t, half = x.shape[0], x.shape[-1] // 2
+        cos = self._cos[start : start + t, None, :]
+        sin = self._sin[start : start + t, None, :]
+        x1, x2 = x[..., :half], x[..., half:]
+        return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+
+    def forward(self, token_ids: np.ndarray, cache: KVCache, details: bool = False) -> DecoderOutput:
+        """Run ``token_ids`` (appended after the cached tokens) through the model."""
+        arch, w = self.arch, self.weights
+        n_tok, start = len(token_ids), cache.length
+        end = start + n_tok
+        if end > self.window:
+            raise ValueError(f"{end} tokens exceed the window of {self.window}")
+        heads, kv_heads, hd = arch.num_heads, arch.num_kv_heads, arch.head_dim
+        rep, eps = heads // kv_heads, arch.norm_eps
+        q_end, k_end = heads * hd, (heads + kv_heads) * hd
+
+        x = w.embed[token_ids]
+        if w.positions is not None:
+            x = x + w.positions[start:end]
+        residuals = np.empty((arch.num_layers + 1, n_tok, arch.hidden_size), dtype=np.float32)
+        residuals[0] = x
+        probs = np.empty((arch.num_layers, heads, n_tok, end), dtype=np.float32)
+        mask = None
+        if n_tok > 1:
+            mask = causal_mask(start, n_tok, rep)
+
+        for layer_index, layer in enumerate(w.layers):
+            h = self._norm(x, None, None, eps)  # gain and bias are folded into layer.qkv
+            qkv = h @ layer.qkv
+            if layer.qkv_bias is not None:
+                qkv += layer.qkv_bias
+            if arch.position == "rope":  # queries and keys rotated together, in one call
+                qk = self._rope(qkv[:, :k_end].reshape(n_tok, heads + kv_heads, hd), start)
+                q, k = qk[:, :heads], qk[:, heads:]
+            else:
+                q = qkv[:, :q_end].reshape(n_tok, heads, hd)
+                k = qkv[:, q_end:k_end].reshape(n_tok, kv_heads, hd)
+            v = qkv[:, k_end:].reshape(n_tok, kv_heads, hd)
+            cache.keys[layer_index, :, start:end] = k.transpose(1, 0, 2)
+            cache.values[layer_index, :, start:end] = v.transpose(1, 0, 2)
+            keys = cache.keys[layer_index, :, :end]
+            grouped_q = q.transpose(1, 0, 2).reshape(kv_heads, rep * n_tok, hd)
+            p = probs[layer_index].reshape(kv_heads, rep * n_tok, end)
+            np.matmul(grouped_q, keys.transpose(0, 2, 1), out=p)  # the 1/sqrt(d) scale is in the queries
+            if mask is not None:
+                p += mask
+            p -= p.max(-1, keepdims=True)
+            np.exp(p, out=p)
+            p /= p.sum(-1, keepdims=True)
+            attended = p @ cache.values[layer_index, :, :end]  # (kv_heads, rep * tokens, hd)
+            attended = attended.reshape(heads, n_tok, hd).transpose(1, 0, 2).reshape(n_tok, heads * hd)
+            x = x + attended @ layer.out
+            if layer.out_bias is not None:
+                x += layer.out_bias
+            h = self._norm(x, None, None, eps)  # folded into layer.up
+            u = h @ layer.up
+            if layer.up_bias is not None:
+                u += layer.up_bias
+            if arch.mlp == "swiglu":
+                gate, up = u[:, : arch.intermediate_size], u[:, arch.intermediate_size :]
+                act = gate * expit(gate) * up
+            else:
+                act = _gelu_tanh(u)
+            x = x + act @ layer.down
+            if layer.down_bias is not None:
+                x += layer.down_bias
+            residuals[layer_index + 1] = x
+        cache.length = end
+
+        final = self._norm(x, w.final_norm, w.final_norm_bias, eps)
+        logits = final @ w.lm_head
+
+        # Telemetry, stacked over layers and heads: (layers, heads, tokens).
+        head_entropy, head_distance, head_focus = attention_summaries(probs, np.arange(start, end))
+        norms = np.linalg.norm(residuals, axis=-1)
+        updates = np.linalg.norm(np.diff(residuals, axis=0), axis=-1)
+        return DecoderOutput(
+            logits=logits,
+            final_hidden=final,
+            head_entropy=head_entropy,
+            head_distance=head_distance,
+            head_focus=head_focus,
+            layer_norm=norms[1:],
+            layer_update=updates,
+            attention=probs if details else None,
+            hidden_states=residuals if details else None,
+        )

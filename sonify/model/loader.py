@@ -1,0 +1,118 @@
+"""Loading a checkpoint into a ready-to-run language model."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import SonifyError
+from .backends import create_decoder, resolve_backend
+from .checkpoint import DEFAULT_MODEL_DIR, CheckpointTensors, open_tensors, read_config, resolve_model_dir
+from .families import Architecture, build_architecture, load_decoder_weights
+from .quantized import quantization_settings
+from .tokenizer import TextTokenizer
+
+DEFAULT_WINDOW = 2048
+
+
+@dataclass
+class LanguageModel:
+    """A checkpoint's architecture, tokenizer and a decoder on one backend."""
+
+    name: str
+    folder: Path
+    config: dict
+    arch: Architecture
+    tokenizer: TextTokenizer
+    decoder: object
+    tensors: CheckpointTensors
+    _digest: str | None = field(default=None, repr=False)
+
+    @property
+    def backend(self) -> str:
+        return self.decoder.name
+
+    @property
+    def window(self) -> int:
+        return self.decoder.window
+
+    def weights_digest(self) -> str:
+        """SHA-256 of the weight files (computed once, on first use)."""
+        if self._digest is None:
+            self._digest = self.tensors.digest()
+        return self._digest
+
+    def start_token(self) -> int:
+        """The token every context begins with: BOS, else end-of-text."""
+        if self.arch.bos_token_id is not None:
+            return self.arch.bos_token_id
+        if self.arch.eos_token_ids:
+            return self.arch.eos_token_ids[0]
+        for candidate in ("<|endoftext|>", "<s>", "<|begin_of_text|>"):
+            token = self.tokenizer.token_to_id(candidate)
+            if token is not None:
+                return token
+        raise SonifyError(f"{self.folder}: config.json names no bos_token_id or eos_token_id; add one")
+
+
+def _model_name(folder: Path) -> str:
+    if folder.resolve() == DEFAULT_MODEL_DIR.resolve():
+        return "sonify-default"
+    if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--"):
+        return folder.parent.parent.name.removeprefix("models--").replace("--", "/")
+    return folder.name
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which model runs and how: what the command line's model flags set.
+
+    ``path`` is a checkpoint folder, a Hugging Face cache folder or a cached hub id
+    (``None``: the shipped model); ``alternatives`` is how many likeliest tokens each
+    Frame keeps beside the chosen one."""
+
+    path: str | os.PathLike | None = None
+    backend: str = "auto"
+    window: int | None = None
+    threads: int | None = None
+    alternatives: int = 5
+
+    def load(self) -> LanguageModel:
+        """The model these settings name, loaded."""
+        return load_model(self.path, backend=self.backend, window=self.window, threads=self.threads)
+
+
+def load_model(
+    model: str | os.PathLike | None = None,
+    backend: str = "auto",
+    window: int | None = None,
+    threads: int | None = None,
+) -> LanguageModel:
+    """Load a checkpoint (``None``: the default model shipped with sonify).
+
+    ``window`` caps the context the model sees (default: the model's own, at most
+    2048 tokens); longer texts slide through it. ``threads`` limits BLAS threads.
+    """
+    if window is not None and window < 8:
+        raise SonifyError(f"window has to be at least 8 tokens, but is {window}")
+    if threads is not None and threads < 1:
+        raise SonifyError(f"threads has to be >= 1, but is {threads}")
+    backend = resolve_backend(backend)
+    folder = resolve_model_dir(model)
+    config = read_config(folder)
+    arch = build_architecture(config, where=str(folder / "config.json"))
+    tokenizer = TextTokenizer(folder)
+    if tokenizer.vocab_size > arch.vocab_size:
+        raise SonifyError(
+            f"{folder}: tokenizer.json has {tokenizer.vocab_size} tokens but the model only {arch.vocab_size}; they do not belong together"
+        )
+    # Everything cheap is checked; now the weights.
+    tensors = open_tensors(folder, quantization_settings(config), keep_quantized=backend == "mlx")
+    weights = load_decoder_weights(arch, tensors, config)
+    if threads is not None:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=threads, user_api="blas")
+    decoder = create_decoder(backend, arch, weights, min(arch.max_positions, window or DEFAULT_WINDOW))
+    return LanguageModel(_model_name(folder), folder, config, arch, tokenizer, decoder, tensors)

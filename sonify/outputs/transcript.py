@@ -1,0 +1,165 @@
+"""Transcripts: when each token and each word sounds, as SRT, WebVTT, LRC and JSON.
+
+All times come from the Score's cues, the same times the notes use. Subtitles show one line
+of the text per cue (a line break, or about 42 characters, ends a line); WebVTT and LRC
+also carry each word's own time inside the line, for karaoke-style highlighting.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from ..music.score import Score
+
+MAX_LINE_CHARS = 42
+LINGER = 0.8  # seconds a subtitle stays after its last word when nothing follows
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    start: float
+    end: float
+    tokens: tuple[int, ...]
+    ends_line: bool = False
+
+
+@dataclass(frozen=True)
+class Line:
+    words: tuple[Word, ...]
+    start: float
+    end: float
+
+    @property
+    def text(self) -> str:
+        return " ".join(w.text for w in self.words)
+
+
+def words(score: Score) -> list[Word]:
+    """The words of the text with their times. Whitespace separates words (a token may
+    begin, end or even hold a space); punctuation stays with the word it touches."""
+    out: list[Word] = []
+    parts: list[str] = []
+    start = end = 0.0
+    tokens: list[int] = []
+
+    def close(ends_line: bool = False) -> None:
+        nonlocal parts, tokens
+        if parts:
+            out.append(Word("".join(parts), start, end, tuple(tokens), ends_line))
+        elif ends_line and out and not out[-1].ends_line:
+            out[-1] = Word(out[-1].text, out[-1].start, out[-1].end, out[-1].tokens, True)
+        parts, tokens = [], []
+
+    for cue in score.cues:
+        # Split the token at whitespace; each gap closes the word before it.
+        chunk = ""
+        for ch in cue.text + "\0":
+            if ch == "\0" or ch.isspace():
+                if chunk:
+                    if not parts:
+                        start = cue.time
+                    parts.append(chunk)
+                    tokens.append(cue.token)
+                    end = cue.time + cue.duration
+                    chunk = ""
+                if ch != "\0":
+                    close(ends_line=ch == "\n")
+            else:
+                chunk += ch
+    close()
+    return out
+
+
+def lines(score: Score) -> list[Line]:
+    """The text's lines (split at line breaks and at MAX_LINE_CHARS) with their times."""
+    groups: list[list[Word]] = [[]]
+    for word in words(score):
+        current = groups[-1]
+        if current and len(" ".join(w.text for w in current + [word])) > MAX_LINE_CHARS:
+            groups.append([])
+        groups[-1].append(word)
+        if word.ends_line:
+            groups.append([])
+    groups = [g for g in groups if g]
+    out = []
+    for k, group in enumerate(groups):
+        following = groups[k + 1][0].start if k + 1 < len(groups) else None
+        end = group[-1].end + LINGER
+        if following is not None:
+            end = min(end, following)
+        out.append(Line(tuple(group), group[0].start, max(end, group[-1].end)))
+    return out
+
+
+def _clock(seconds: float, separator: str) -> str:
+    ms = max(0, round(seconds * 1000))
+    h, rest = divmod(ms, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    s, ms = divmod(rest, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{separator}{ms:03d}"
+
+
+def to_srt(score: Score) -> str:
+    blocks = []
+    for k, line in enumerate(lines(score), start=1):
+        blocks.append(f"{k}\n{_clock(line.start, ',')} --> {_clock(line.end, ',')}\n{line.text}\n")
+    return "\n".join(blocks)
+
+
+def _escape_vtt(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def to_vtt(score: Score) -> str:
+    out = ["WEBVTT", ""]
+    for line in lines(score):
+        parts = []
+        for k, word in enumerate(line.words):
+            text = _escape_vtt(word.text)
+            parts.append(text if k == 0 else f"<{_clock(word.start, '.')}>{text}")
+        out += [f"{_clock(line.start, '.')} --> {_clock(line.end, '.')}", " ".join(parts), ""]
+    return "\n".join(out)
+
+
+def _lrc_clock(seconds: float) -> str:
+    cs = max(0, round(seconds * 100))
+    m, rest = divmod(cs, 6000)
+    s, cs = divmod(rest, 100)
+    return f"{m:02d}:{s:02d}.{cs:02d}"
+
+
+def to_lrc(score: Score, title: str = "") -> str:
+    """Enhanced LRC: a timed line per line, and each word's time inside it."""
+    out = [f"[ti:{title}]"] if title else []
+    out.append("[re:sonify]")
+    for line in lines(score):
+        words_ = " ".join(f"<{_lrc_clock(w.start)}>{w.text}" for w in line.words)
+        out.append(f"[{_lrc_clock(line.start)}]{words_}")
+    return "\n".join(out) + "\n"
+
+
+def to_json(score: Score) -> str:
+    """Every token and word with its start and end in seconds (and beats, for tokens)."""
+    data = {
+        "preset": score.preset,
+        "duration": score.end,
+        "tokens": [
+            {
+                "index": c.token,
+                "text": c.text,
+                "start": round(c.time, 6),
+                "end": round(c.time + c.duration, 6),
+                "beat": round(c.beat, 6),
+                "surprisal": round(c.surprisal, 6),
+                "entropy": round(c.entropy, 6),
+            }
+            for c in score.cues
+        ],
+        "words": [
+            {"text": w.text, "start": round(w.start, 6), "end": round(w.end, 6), "tokens": list(w.tokens)} for w in words(score)
+        ],
+        "lines": [{"text": ln.text, "start": round(ln.start, 6), "end": round(ln.end, 6)} for ln in lines(score)],
+    }
+    return json.dumps(data, ensure_ascii=False, indent=1) + "\n"
