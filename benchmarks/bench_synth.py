@@ -45,10 +45,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from sonify import Engine, SamplerSettings, load_model
-    from sonify.music.mapping import make_score
+    from sonify.music.mapping import make_score, shortest_prefix
     from sonify.music.preset import load_preset, preset_names
     from sonify.outputs.midifile import write_midi
-    from sonify.music.mapping import shortest_prefix
     from sonify.synth import render_audio
 
     fluidsynth = shutil.which("fluidsynth")

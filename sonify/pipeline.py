@@ -23,7 +23,8 @@ from .errors import SonifyError
 from .model.frame import Frame
 from .model.loader import ModelSettings
 from .model.sampling import Generation
-from .music.mapping import make_score, piece_end, shortest_prefix
+from .music.calibration import Calibration, shipped_calibration
+from .music.mapping import Mapper, make_score, shortest_prefix
 from .music.preset import Preset, load_preset
 from .music.score import Score
 from .outputs.files import atomic_write, prepare_output_folder, slug
@@ -88,10 +89,84 @@ class Rendered:
     sample_rate: int = 48000
 
 
+def calibration_cache() -> Path:
+    """Where calibrations of models whose folder cannot hold one are kept."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "sonify" / "calibration"
+
+
+def _read_calibration(path: Path, sha256: str) -> Calibration | None:
+    import json
+
+    try:
+        calibration = Calibration.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return None
+    return calibration if calibration.model_sha256 == sha256 else None
+
+
+def calibrate(model, save: bool = True) -> tuple[Calibration, Path | None]:
+    """Measure ``model``'s calibration over the reference text and keep it: in the model's
+    folder where it can be written, else in the user's cache. Returns it and where it went."""
+    import json
+
+    from .model.engine import Engine
+    from .model.sampling import SamplerSettings
+    from .music.calibrate import ALTERNATIVES, GENERATED_TOKENS, measure, reference_prompt, reference_text
+
+    engine = Engine(model, alternatives=ALTERNATIVES)
+    runs = {
+        "read": list(engine.read(reference_text())),
+        "generated": list(
+            engine.generate(reference_prompt(), GENERATED_TOKENS, SamplerSettings(), seed=0, include_prompt=False, stop_at_eos=False)
+        ),
+    }
+    calibration = measure(runs, model.name, model.weights_digest())
+    if not save:
+        return calibration, None
+    text = json.dumps(calibration.to_dict(), separators=(",", ":")) + "\n"
+    for path in (model.folder / "calibration.json", calibration_cache() / f"{calibration.model_sha256}.json"):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_write(path) as f:
+                f.write(text)
+            return calibration, path
+        except (OSError, SonifyError):
+            continue
+    return calibration, None
+
+
+def calibration_for(model) -> Calibration:
+    """``model``'s calibration: from its folder, from the cache, or measured now (once)."""
+    sha = model.weights_digest()
+    for path in (model.folder / "calibration.json", calibration_cache() / f"{sha}.json"):
+        found = _read_calibration(path, sha)
+        if found is not None:
+            return found
+    return calibrate(model)[0]
+
+
+def trace_calibration(header: dict) -> tuple[Calibration, bool]:
+    """The calibration a trace was made with (its header, else the cache, else the shipped
+    model's), and whether it really is its model's."""
+    if isinstance(header.get("calibration"), dict):
+        try:
+            return Calibration.from_dict(header["calibration"]), True
+        except ValueError:
+            pass
+    sha = str(header.get("model_sha256", ""))
+    shipped = shipped_calibration()
+    if sha == shipped.model_sha256:
+        return shipped, True
+    found = _read_calibration(calibration_cache() / f"{sha}.json", sha) if sha else None
+    return (found, True) if found is not None else (shipped, False)
+
+
 def cut_trace(trace: Trace, preset: Preset, length: Length) -> Trace:
     """``trace`` with only its first ``length.tokens`` frames, or as many as ``length.duration`` seconds need."""
     if length.duration is not None:
-        return Trace(trace.header, trace.frames[: shortest_prefix(trace.frames, preset, length.duration)])
+        calibration, _ = trace_calibration(trace.header)
+        return Trace(trace.header, trace.frames[: shortest_prefix(trace.frames, preset, length.duration, calibration)])
     if length.tokens is not None:
         return Trace(trace.header, trace.frames[: length.tokens])
     return trace
@@ -123,6 +198,7 @@ def run_model(
         raise SonifyError("a duration needs the preset that sets the timing")
     loaded = model.load()
     engine = Engine(loaded, alternatives=model.alternatives)
+    calibration = calibration_for(loaded)
     if text is not None:
         ids = loaded.tokenizer.encode(text)
         header = engine.header("read", text=text)
@@ -137,18 +213,19 @@ def run_model(
         stop = not generation.ignore_eos and duration is None
         stream = engine.generate(ids, max_tokens=limit, sampler=generation.sampler, seed=generation.seed, stop_at_eos=stop)
         total = None if duration is not None else len(ids) + limit
+    header["calibration"] = calibration.to_dict()
     if on_start is not None:
         on_start(total)
     frames: list[Frame] = []
-    check_every = 32
+    timing = Mapper(preset, calibration) if duration is not None else None
     for frame in stream:
         frames.append(frame)
         if on_frame is not None:
             on_frame(frame)
-        if duration is not None and len(frames) % check_every == 0 and piece_end(frames, preset) >= duration:
-            break
-    if duration is not None and frames:
-        frames = frames[: shortest_prefix(frames, preset, duration)]
+        if timing is not None:
+            timing.feed(frame)
+            if timing.end >= duration:
+                break
     return Trace(header, frames)
 
 
@@ -176,7 +253,8 @@ def render_files(
     audio_path = folder / f"{name}.{output.audio_format}"
     if "audio" in outputs:
         check_format(audio_path, output.subtype)
-    score = make_score(trace.frames, preset)
+    calibration, _ = trace_calibration(trace.header)
+    score = make_score(trace.frames, preset, calibration)
     result = Rendered(score, trace, sample_rate=rate)
     made: dict[str, tuple[Path, bytes | str | None]] = {}
     if "audio" in outputs:

@@ -52,11 +52,12 @@ def test_at_least_six_named_presets_load_and_describe_themselves():
 
 def test_an_overlay_changes_only_what_it_names(tmp_path):
     path = tmp_path / "mine.toml"
-    path.write_text('name = "mine"\n[music]\ntempo = 140.0\n[voices.melody]\npitch = { signal = "entropy", range = [60, 72] }\n')
+    path.write_text('name = "mine"\n[music]\ntempo = 140.0\n[voices.melody]\nleap = { signal = "entropy", range = [0, 4] }\n')
     mine, default = load_preset(str(path)), load_preset("default")
     assert mine.music.tempo == 140.0 and mine.music.key == default.music.key
-    assert mine.voices.melody.pitch.signal == "entropy" and mine.voices.melody.pitch.range == (60.0, 72.0)
-    assert mine.voices.melody.pitch.limits == ("5%", "95%")  # a mapping table's own defaults
+    assert mine.voices.melody.leap.signal == "entropy" and mine.voices.melody.leap.range == (0.0, 4.0)
+    assert mine.voices.melody.leap.limits == ("5%", "95%")  # a mapping table's own defaults
+    assert mine.voices.melody.leap.window is None and mine.voices.melody.leap.curve == 1.0  # calibrated, straight
     assert mine.voices.melody.velocity == default.voices.melody.velocity
     assert mine.voices.harmony == default.voices.harmony
 
@@ -67,23 +68,28 @@ BAD = [
     ('[music]\n\nscale = "blues"\n', 3, "music.scale", "use one of major, minor"),
     ("[voices.melody]\nvelocty = 3\n", 2, "voices.melody.velocty", "unknown key; allowed keys here: channel"),
     ("[voices.bass]\nenabled = true\n", 1, "voices.bass", "unknown key; allowed keys here: drone, ghosts"),
-    ("[voices.ghosts]\ncount = 2.5\n", 2, "voices.ghosts.count", "not an integer; allowed 0..20"),
+    ("[voices.ghosts]\ncount = 2.5\n", 2, "voices.ghosts.count", "not an integer; allowed 0..8"),
     (
-        '[voices.melody]\npitch = { signal = "surprise", range = [50, 80] }\n',
+        '[voices.melody]\nleap = { signal = "surprise", range = [0, 6] }\n',
         2,
-        "voices.melody.pitch.signal",
+        "voices.melody.leap.signal",
         "use one of surprisal",
     ),
-    ('[voices.melody]\npitch = { signal = "entropy", range = [50, 180] }\n', 2, "voices.melody.pitch.range", "allowed 0..127"),
+    ('[voices.melody]\nleap = { signal = "entropy", range = [0, 30] }\n', 2, "voices.melody.leap.range", "allowed 0..12 scale steps"),
     (
-        '[voices.melody]\npitch = { signal = "entropy", range = [50, 80], limits = ["5", "95%"] }\n',
+        '[voices.melody]\nleap = { signal = "entropy", range = [0, 6], limits = ["5", "95%"] }\n',
         2,
-        "voices.melody.pitch.limits",
+        "voices.melody.leap.limits",
         "not a percentile",
     ),
-    ('[voices.melody]\nlength = { signal = "entropy" }\n', 2, "voices.melody.length", "needs signal and range"),
+    ('[voices.melody]\nvelocity = { signal = "entropy" }\n', 2, "voices.melody.velocity", "needs signal and range"),
+    ('[voices.melody]\nleap = { signal = "entropy", range = [0, 6], window = 1 }\n', 2, "voices.melody.leap.window", "allowed 2..100000 words"),
+    ('[voices.melody]\nleap = { signal = "entropy", range = [0, 6], fallback = "loud" }\n', 2, "voices.melody.leap.fallback", "rest"),
+    ("[voices.melody]\nregister = [80, 60]\n", 2, "voices.melody.register", "does not rise"),
     ("[voices.layers]\nlevel = 5\n", 2, "voices.layers.level", "not a table"),
-    ('[timing]\nmode = "swing"\n', 2, "timing.mode", "use one of grid, reading"),
+    ('[timing]\nword_length = "long"\n', 2, "timing.word_length", "use one of even, letters"),
+    ("[timing]\nwords_per_minute = 500\n", 2, "timing.words_per_minute", "allowed 60..240"),
+    ("[form]\nsection_keys = []\n", 2, "form.section_keys", "not a list of 1 to 16 integers"),
     ("[voices.melody]\nenabled = 1\n", 2, "voices.melody.enabled", "not true or false"),
     ('[voices.melody]\ngate = { signal = "surprisal" }\n', 2, "voices.melody.gate", "is not a gate"),
     ("[music]\ntime_signature = [4]\n", 2, "music.time_signature", "not a list of two values"),
@@ -130,17 +136,20 @@ def test_explain_names_each_signal_and_parameter():
     assert out.returncode == 0
     text = out.stdout
     for phrase in (
-        "pitch     ← surprisal",
-        "velocity  ← probability",
+        "leap      ← surprisal",
+        "velocity  ← entropy",
+        "function  ← entropy",
         "notes     ← attention_entropy",
-        "root      ← attention_reach",
         "level     ← layer_update",
         "level     ← residual_norm",
-        "alt_surprisal",
+        "distance  ← alt_gap",
         "D dorian, 96 bpm",
+        "140 words a minute",
+        "a blank line: every voice releases",
     ):
         assert phrase in text
-    assert re.search(r"falls with it, A3\.\.D2", text)
+    # Limits in the signal's own units, read from the model's calibration.
+    assert re.search(r"\d+(\.\d+)? nats \(35%\) to \d+(\.\d+)? nats \(99%\) → 0\.\.6 steps", text)
 
 
 def test_explain_bad_preset_is_one_line_exit_2(tmp_path):

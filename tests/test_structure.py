@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from layers import PACKAGE, cycles, imports, layering_violations, module_sources, public_functions
 
 

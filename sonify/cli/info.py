@@ -14,6 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Print a preset's legend: what each voice plays and which telemetry drives it.",
     )
     explain.add_argument("preset", nargs="?", default="default", help="preset name or .toml path (default: default)")
+    explain.add_argument("--model", metavar="DIR", help="give the limits in this model's units (default: the shipped model's)")
     explain.set_defaults(run=run_explain)
     models = sub.add_parser(
         "models", help="list the models found on this machine", description="List the shipped model and the local HF cache."
@@ -43,5 +44,12 @@ def run_explain(args: argparse.Namespace) -> int:
     from ..music.explain import explain
     from ..music.preset import load_preset
 
-    print(explain(load_preset(args.preset)))
+    preset = load_preset(args.preset)
+    calibration = None
+    if args.model is not None:
+        from ..model.loader import ModelSettings
+        from ..pipeline import calibration_for
+
+        calibration = calibration_for(ModelSettings(args.model).load())
+    print(explain(preset, calibration))
     return 0

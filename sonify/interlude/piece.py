@@ -8,6 +8,7 @@ tonic, and the tail fades out to exactly the requested length.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -18,10 +19,11 @@ from scipy.signal import resample_poly
 
 from ..errors import SonifyError
 from ..model.frame import Frame
-from ..music.mapping import TokenClock, is_newline, make_score, token_clock
+from ..music.mapping import longest_prefix_within, make_score
 from ..music.preset import Preset
 from ..music.scales import key_pitch_class, scale_pitches
 from ..music.score import Note, Score, TempoMap, sort_notes
+from ..music.units import Unit
 from ..synth.engine import SynthEngine
 from ..synth.master import integrated_loudness, master
 from .speech import Speech, SpokenWord, voiced_frames
@@ -53,35 +55,40 @@ def token_chars(frames: Sequence[Frame]) -> list[tuple[int, int]]:
     return spans
 
 
-def spoken_clock(frames: Sequence[Frame], words: Sequence[SpokenWord], preset: Preset, start: float) -> TokenClock:
-    """Token times from the spoken words: a token sounds when the speaker reaches its first
-    letter (a word's tokens share its time by their letters); spaces and punctuation between
-    words fall in the pauses."""
-    tempo = TempoMap.constant(preset.music.tempo)
-    spans = token_chars(frames)
-    word_starts = [w.char_start for w in words]
-    onset = np.zeros(len(frames))
-    for i, (a, _) in enumerate(spans):
-        text = frames[i].text
-        lead = len(text) - len(text.lstrip())
-        c = a + lead if lead < len(text) else a
-        k = int(np.searchsorted(word_starts, c, side="right")) - 1
-        if k >= 0 and c < words[k].char_end:
-            w = words[k]
-            share = (c - w.char_start) / max(w.char_end - w.char_start, 1)
-            onset[i] = w.start + share * (w.end - w.start)
-        elif k >= 0:
-            onset[i] = words[k].end  # after the word: the pause
-        else:
-            onset[i] = 0.0
-    onset = np.maximum.accumulate(onset) + start
-    end_of_speech = (words[-1].end if words else 0.0) + start
-    following = np.concatenate([onset[1:], [max(end_of_speech, onset[-1] + 0.05 if len(onset) else start)]])
-    length = np.maximum(following - onset, 1e-3)
-    newline = np.array([is_newline(f.text) for f in frames], dtype=bool)
-    beat = np.array([tempo.beats(t) for t in onset])
-    beats = np.array([tempo.beats(t + d) for t, d in zip(onset, length)]) - beat
-    return TokenClock(onset, length, beat, beats, np.zeros(len(frames)), newline, float(following[-1]) if len(frames) else start)
+class SpokenClock:
+    """Places the text's units where a reading speaks them: a word sounds from its spoken
+    word's start to its end (the mapping's Clock, in beats of ``tempo``); runs of art, line
+    ends and stanza breaks fall in the speaker's pauses and take no time of their own."""
+
+    def __init__(self, words: Sequence[SpokenWord], start: float, tempo: TempoMap):
+        self.words = list(words)
+        self.starts = [w.char_start for w in self.words]
+        self.offset = start
+        self.tempo = tempo
+        self.position = tempo.beats(start)
+
+    def _at(self, seconds: float) -> float:
+        return self.tempo.beats(seconds + self.offset)
+
+    def word(self, unit: Unit, linger: float) -> tuple[float, float]:
+        k = bisect.bisect_right(self.starts, unit.char) - 1
+        if k >= 0 and unit.char < self.words[k].char_end:
+            start, end = max(self._at(self.words[k].start), self.position), self._at(self.words[k].end)
+            self.position = max(end, start)
+            return start, self.position - start
+        return self.position, 0.0
+
+    def art(self, unit: Unit) -> tuple[float, float]:
+        return self.position, 0.0
+
+    def line_end(self, words: int) -> tuple[float, float]:
+        return self.position, 0.0
+
+    def stanza(self, sounding_until: float = 0.0) -> tuple[float, float]:
+        return self.position, 0.0
+
+    def end(self) -> tuple[float, float]:
+        return self.position, 0.0
 
 
 def resolve(score: Score, preset: Preset, at: float, length: float) -> Score:
@@ -116,15 +123,7 @@ def resolve(score: Score, preset: Preset, at: float, length: float) -> Score:
 
 def fit_frames(frames: Sequence[Frame], preset: Preset, seconds: float) -> list[Frame]:
     """The longest prefix of ``frames`` whose music (preset timing) ends by ``seconds``."""
-    tempo = TempoMap.constant(preset.music.tempo)
-    lo, hi = 0, len(frames)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if token_clock(frames[:mid], preset, tempo).end <= seconds:
-            lo = mid
-        else:
-            hi = mid - 1
-    return list(frames[: max(lo, 1)])
+    return list(frames[: max(longest_prefix_within(frames, preset, seconds), 1)])
 
 
 def duck_curve(voice: np.ndarray, sample_rate: int, depth_db: float, attack: float = 0.04, release: float = 0.35) -> np.ndarray:
@@ -205,16 +204,16 @@ def make_interlude(
                 f"the reading takes {speech.duration:.1f} s, too long for a {duration:g} s interlude with these fades; "
                 "give a longer --duration or a shorter text"
             )
-        clock = spoken_clock(frames, speech.words, preset, start)
+        clock = SpokenClock(speech.words, start, TempoMap.constant(preset.music.tempo))
         score = make_score(frames, preset, clock=clock)
         words = tuple(SpokenWord(w.text, w.char_start, w.char_end, w.start + start, w.end + start) for w in speech.words)
-        last = clock.end
+        last = score.end
     else:
         start = 0.0
         frames = fit_frames(frames, preset, music_end - 1.0)
         score = make_score(frames, preset)
         words = ()
-        last = float(score.cues[-1].time + score.cues[-1].duration) if score.cues else 0.0
+        last = max((u.time + u.duration for u in score.units), default=0.0)
     resolve_at = min(last, music_end - 0.5)
     score = resolve(score, preset, resolve_at, max(0.5, min(RESOLVE_SECONDS, music_end - resolve_at)))
     score = replace(score, end=duration)

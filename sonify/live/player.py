@@ -86,8 +86,7 @@ class Player:
         # The Score is extended only while less than this much music is scheduled ahead:
         # the mapping's work is spread over the performance instead of crowding the start.
         self.horizon = timing.horizon
-        harmony = preset.voices.harmony
-        self.batch = harmony.every if harmony.enabled else 8  # frames per step: one chord's worth
+        self.batch = 8  # frames taken from the model per step
         self.stop_request = threading.Event()
 
     # ------------------------------------------------------------------ producer
@@ -135,18 +134,16 @@ class Player:
         try:
             ended = False
             while not ended:
-                if t0 is not None and growing.score is not None:
-                    self._wait_until(t0 + offset + growing.score.cues[-1].time - self.horizon if growing.score.cues else 0.0)
+                if t0 is not None:
+                    self._wait_until(t0 + offset + growing.last_time - self.horizon)
                 batch = self._next_batch(inbox, self.batch)
                 ended = batch and batch[-1] is _END
                 frames_in = [f for f in batch if isinstance(f, Frame)]
                 release = growing.add(frames_in)
-                if self.max_seconds is not None and growing.score is not None and growing.score.end >= self.max_seconds:
+                if self.max_seconds is not None and growing.end >= self.max_seconds:
                     ended = True
                 if ended:
-                    release_end = growing.finish()
-                    for part in ("notes", "opened", "closed", "controls", "cues"):
-                        getattr(release, part).extend(getattr(release_end, part))
+                    release.extend(growing.finish())
                 if t0 is None:
                     t0 = time.monotonic() + self.latency
                     report.start = t0
@@ -159,7 +156,7 @@ class Player:
                 report.tokens = len(growing.frames)
             score = growing.score
             report.score = score
-            report.end = t0 + offset + (score.end if score is not None else 0.0)
+            report.end = t0 + offset + score.end
             if self.midi is not None:
                 self.midi.stop_clock(report.end)
             if self.osc is not None:

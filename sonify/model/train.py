@@ -341,8 +341,8 @@ def finalize_card(out: Path, texts: dict[str, str]) -> dict:
     The card's validation figure is then exactly what ``tests/test_default_model.py``
     re-checks, computed by the code that users run.
     """
-    from sonify.model.loader import load_model
     from sonify.model.evaluation import text_nats
+    from sonify.model.loader import load_model
 
     model = load_model(out)
     card = json.loads((out / "model_card.json").read_text())

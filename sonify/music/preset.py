@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
-import math
 import os
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -22,7 +20,25 @@ from typing import Any, get_type_hints
 
 from ..errors import SonifyError
 from .scales import NOTE_NAMES, SCALES
-from .signals import ALTERNATIVE_SIGNALS, LAYER_SIGNALS, SCALAR_SIGNALS, TRANSFORMS, Scaling
+from .schema import (
+    PER_ALTERNATIVE,
+    PER_LAYER,
+    UNIT_SIGNALS,
+    Check,
+    PresetError,
+    boolean,
+    choice,
+    describe_value,
+    gate,
+    integer,
+    integers,
+    mapping,
+    number,
+    pair,
+    rising_pair,
+    text,
+)
+from .signals import Scaling
 from .toml_lines import line_of
 
 # The shipped presets are package data; a user's own come from SONIFY_PRESETS (folders
@@ -31,149 +47,19 @@ BUILTIN_PRESETS: Traversable = importlib.resources.files(__package__) / "presets
 INSTRUMENTS = ("sine", "pluck", "keys", "pad", "bell", "organ", "drone", "pulse")
 KEYS = NOTE_NAMES + ("Db", "Eb", "Gb", "Ab", "Bb")
 
-
-class PresetError(SonifyError):
-    """A preset value that is not allowed; ``path`` is its key path."""
-
-    def __init__(self, path: tuple[str, ...], message: str):
-        super().__init__(message)
-        self.path = path
-        self.message = message
+__all__ = ["Preset", "PresetError", "load_preset", "preset_names"]
 
 
-Check = Callable[[Any, tuple[str, ...]], Any]
-
-
-def _describe(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def number(lo: float, hi: float, unit: str = "", integer: bool = False) -> Check:
-    def check(value: Any, path: tuple[str, ...]) -> float | int:
-        ok = isinstance(value, int) if integer else isinstance(value, int | float)
-        if isinstance(value, bool) or not ok:
-            raise PresetError(
-                path, f"{_describe(value)} is not {'an integer' if integer else 'a number'}; allowed {lo}..{hi}{unit}"
-            )
-        if not (math.isfinite(value) and lo <= value <= hi):
-            raise PresetError(path, f"{_describe(value)} is out of range; allowed {lo}..{hi}{unit}")
-        return int(value) if integer else float(value)
-
-    check.allowed = f"{lo}..{hi}{unit}"  # type: ignore[attr-defined]
-    return check
-
-
-def integer(lo: int, hi: int, unit: str = "") -> Check:
-    return number(lo, hi, unit, integer=True)
-
-
-def choice(options: tuple[str, ...] | list[str]) -> Check:
-    def check(value: Any, path: tuple[str, ...]) -> str:
-        if value not in options:
-            raise PresetError(path, f"{_describe(value)} is not allowed; use one of {', '.join(options)}")
-        return value
-
-    check.allowed = " | ".join(options)  # type: ignore[attr-defined]
-    return check
-
-
-def boolean(value: Any, path: tuple[str, ...]) -> bool:
-    if not isinstance(value, bool):
-        raise PresetError(path, f"{_describe(value)} is not true or false")
-    return value
-
-
-boolean.allowed = "true | false"  # type: ignore[attr-defined]
-
-
-def text(value: Any, path: tuple[str, ...]) -> str:
-    if not isinstance(value, str):
-        raise PresetError(path, f"{_describe(value)} is not a string")
-    return value
-
-
-text.allowed = "text"  # type: ignore[attr-defined]
-
-
-def pair(item: Check) -> Check:
-    def check(value: Any, path: tuple[str, ...]) -> tuple:
-        if not isinstance(value, list) or len(value) != 2:
-            raise PresetError(path, f"{_describe(value)} is not a list of two values; allowed [{item.allowed}, {item.allowed}]")  # type: ignore[attr-defined]
-        return (item(value[0], path), item(value[1], path))
-
-    check.allowed = f"[{item.allowed}, {item.allowed}]"  # type: ignore[attr-defined]
-    return check
-
-
-def _limit(value: Any, path: tuple[str, ...]) -> float | str:
-    if isinstance(value, str):
-        body = value.strip()
-        try:
-            q = float(body[:-1]) if body.endswith("%") else math.nan
-        except ValueError:
-            q = math.nan
-        if not 0.0 <= q <= 100.0:
-            raise PresetError(path, f'{value!r} is not a percentile; write e.g. "5%" (0% to 100%) or a number')
-        return f"{q:g}%"
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise PresetError(path, f'{_describe(value)} is not a limit; write a number or a percentile such as "95%"')
-    return float(value)
-
-
-def mapping(lo: float, hi: float, unit: str, signals: tuple[str, ...], constant: bool = True) -> Check:
-    """A musical parameter: a constant, or a table {signal, transform, limits, range, window}."""
-    allowed_keys = ("signal", "transform", "limits", "range", "window")
-    bound = number(lo, hi, unit)
-
-    def check(value: Any, path: tuple[str, ...]) -> Scaling | float:
-        if not isinstance(value, dict):
-            if constant:
-                return bound(value, path)
-            raise PresetError(path, f"{_describe(value)} is not a table; write {{ signal = ..., range = [...] }}")
-        for key in value:
-            if key not in allowed_keys:
-                raise PresetError(path + (key,), f"unknown key; allowed keys here: {', '.join(allowed_keys)}")
-        for key in ("signal", "range"):
-            if key not in value:
-                raise PresetError(path, f"the table has no {key!r}; a mapping needs signal and range")
-        signal = choice(signals)(value["signal"], path + ("signal",))
-        kind = choice(TRANSFORMS)(value.get("transform", "linear"), path + ("transform",))
-        raw = value.get("limits", ["5%", "95%"])
-        if not isinstance(raw, list) or len(raw) != 2:
-            raise PresetError(path + ("limits",), f'{_describe(raw)} is not two limits; write e.g. ["5%", "95%"] or [0.0, 8.0]')
-        limits = (_limit(raw[0], path + ("limits",)), _limit(raw[1], path + ("limits",)))
-        if kind == "quantile" and any(isinstance(x, float) and not 0.0 <= x <= 1.0 for x in limits):
-            raise PresetError(path + ("limits",), 'with transform "quantile" the limits are fractions in 0..1 or percentiles')
-        out = pair(bound)(value["range"], path + ("range",))
-        window = integer(1, 1_000_000, " tokens")(value.get("window", 256), path + ("window",))
-        return Scaling(signal, kind, limits, out, window)
-
-    check.allowed = f"{lo}..{hi}{unit} or {{ signal, transform, limits, range, window }}"  # type: ignore[attr-defined]
-    return check
-
-
-def gate(value: Any, path: tuple[str, ...]) -> tuple[str, float | str] | None:
-    if value == "none":
-        return None
-    if not isinstance(value, dict) or set(value) != {"signal", "above"}:
-        raise PresetError(path, f'{_describe(value)} is not a gate; write "none" or {{ signal = "surprisal", above = "80%" }}')
-    return (choice(tuple(SCALAR_SIGNALS))(value["signal"], path + ("signal",)), _limit(value["above"], path + ("above",)))
-
-
-gate.allowed = '"none" or { signal, above }'  # type: ignore[attr-defined]
-
-
-def spec(check: Check, doc: str) -> Any:
+def spec(check: Check | None, doc: str) -> Any:
     return field(metadata={"check": check, "doc": doc})
 
 
-SCALARS = tuple(SCALAR_SIGNALS)
-PITCH, VELOCITY, LENGTH = (0, 127, ""), (1, 127, ""), (0.01, 16, " x token length")
+PITCH, VELOCITY = (0, 127, ""), (1, 127, "")
 
 
 @dataclass(frozen=True)
 class Music:
-    key: str = spec(choice(KEYS), "the key's tonic")
+    key: str = spec(choice(KEYS), "the home key's tonic")
     scale: str = spec(choice(tuple(SCALES)), "the scale (mode) every pitched voice uses")
     tempo: float = spec(number(20, 400, " bpm"), "quarter notes a minute")
     time_signature: tuple[int, int] = spec(pair(integer(1, 32)), "beats a bar and the note value of a beat")
@@ -181,13 +67,28 @@ class Music:
 
 @dataclass(frozen=True)
 class Timing:
-    mode: str = spec(choice(("grid", "reading")), "tokens on a musical grid, or at a human reading pace")
-    step: float = spec(number(1 / 32, 16, " beats"), "grid: beats per token")
-    words_per_minute: float = spec(number(20, 2000), "reading: pace of an ordinary word (six characters)")
-    min_token: float = spec(number(0.0, 5.0, " s"), "reading: the shortest time a token lasts")
-    linger: Scaling | float = spec(mapping(0, 64, "", SCALARS), "extra time a token takes: grid steps (rounded) or reading seconds")
-    newline_rest: float = spec(number(0, 64), "silence at each line break: beats (grid) or seconds (reading)")
-    end_rest: float = spec(number(0, 64), "silence at the end of the text: beats or seconds")
+    words_per_minute: float = spec(number(60, 240), "the pace: words a minute over the whole piece, rests and lingering included")
+    step: float = spec(number(1 / 16, 4, " beats"), "the grid every word starts on (0.25 = sixteenths)")
+    word_length: str = spec(choice(("even", "letters")), "even: every word the same time; letters: longer words take longer")
+    linger: Scaling | float = spec(
+        mapping(0, 8, " beats", UNIT_SIGNALS), "extra beats a word takes (surprise), paid back from the words after it"
+    )
+    line_rest: float = spec(number(0, 8, " beats"), "rest after a line of words, once the melody has settled")
+    stanza_rest: float = spec(
+        number(0.4, 30, " s"), "silence at a blank line, at least (longer if the reverb needs it to fall 20 dB)"
+    )
+    art_beats_per_char: float = spec(
+        number(0, 1, " beats"), "a run of art (box drawing, rules, ASCII art): time per character..."
+    )
+    art_max_beats: float = spec(number(0, 8, " beats"), "...and at most this much art time per line")
+    end_rest: float = spec(number(0, 64, " beats"), "silence after the last word")
+
+
+@dataclass(frozen=True)
+class Form:
+    section_keys: tuple[int, ...] = spec(
+        integers(-11, 11), "a heading opens a section: its key moves this many semitones from home, in turn (0 = home)"
+    )
 
 
 @dataclass(frozen=True)
@@ -204,61 +105,85 @@ class Voice:
 
 @dataclass(frozen=True)
 class Melody(Voice):
-    pitch: Scaling | float = spec(mapping(*PITCH, SCALARS), "MIDI pitch, placed on the scale")
-    velocity: Scaling | float = spec(mapping(*VELOCITY, SCALARS), "loudness (MIDI velocity)")
-    length: Scaling | float = spec(mapping(*LENGTH, SCALARS), "note length as a share of the token's time")
-    gate: tuple[str, float | str] | None = spec(gate, "sound only tokens whose signal is at or above this")
-    whitespace: bool = spec(boolean, "whether tokens of only spaces and punctuation sound")
-    chromatic: bool = spec(boolean, "play every semitone instead of the scale")
+    register: tuple[int, int] = spec(rising_pair(integer(0, 127)), "the melody's range (MIDI pitches)")
+    leap: Scaling | float = spec(
+        mapping(0, 12, " scale steps", UNIT_SIGNALS), "how far the line moves from the last note (0 = repeat, 1 = step)"
+    )
+    contour: str = spec(
+        choice((*UNIT_SIGNALS, "alternate")), "the line rises when this signal rose since the word before (or alternates)"
+    )
+    velocity: Scaling | float = spec(mapping(*VELOCITY, UNIT_SIGNALS), "loudness (MIDI velocity)")
+    length: float = spec(number(0.05, 4, " x word time"), "note length as a share of the word's time")
+    figure: str = spec(choice(("word", "tokens")), "word: a note per word; tokens: a note per token, within a third")
+    settle: bool = spec(boolean, "the last word of a line lands on the tonic, third or fifth")
+    gate: tuple[str, float | str] | None = spec(gate, "sound only words whose signal is at or above this")
+    chromatic: bool = spec(boolean, "move in semitones instead of the scale's steps")
 
 
 @dataclass(frozen=True)
 class Ghosts(Voice):
-    count: int = spec(integer(0, 20), "how many passed-over alternatives sound per token")
-    pitch: Scaling | float = spec(mapping(*PITCH, tuple(ALTERNATIVE_SIGNALS)), "MIDI pitch of an alternative")
-    velocity: Scaling | float = spec(mapping(*VELOCITY, tuple(ALTERNATIVE_SIGNALS)), "loudness of an alternative")
-    length: float = spec(number(0.01, 16, " x token length"), "note length as a share of the token's time")
-    strum: float = spec(number(0, 1, " x token length"), "delay between successive ghosts")
-    min_probability: float = spec(number(0, 1), "alternatives less likely than this stay silent")
+    count: int = spec(integer(0, 8), "at most this many passed-over alternatives sound per word")
+    max_gap: float = spec(
+        number(0, 20, " nats"), "only close competitors sound: log-probability within this of the chosen token's"
+    )
+    distance: Scaling | float = spec(
+        mapping(1, 12, " scale steps", PER_ALTERNATIVE), "how far from the melody note: a closer competitor sounds nearer"
+    )
+    softer: Scaling | float = spec(
+        mapping(0.05, 0.95, " x melody velocity", PER_ALTERNATIVE), "its loudness as a share of the melody note's"
+    )
+    length: float = spec(number(0.01, 4, " x word time"), "note length as a share of the word's time")
+    strum: float = spec(number(0, 1, " x word time"), "delay between successive ghosts")
 
 
 @dataclass(frozen=True)
 class Harmony(Voice):
-    every: int = spec(integer(1, 256, " tokens"), "tokens per chord; the chord follows their mean signals")
-    notes: Scaling | float = spec(mapping(1, 12, " notes", SCALARS), "chord size (rounded)")
-    root: Scaling | float = spec(mapping(*PITCH, SCALARS), "MIDI pitch of the chord's lowest note, placed on the scale")
-    stack: int = spec(integer(1, 7, " scale steps"), "interval between chord notes (2 = thirds)")
-    velocity: Scaling | float = spec(mapping(*VELOCITY, SCALARS), "loudness")
-    length: float = spec(number(0.01, 16, " x chord length"), "note length as a share of the chord's time")
+    beats: float = spec(number(0.5, 32, " beats"), "the chord changes every this many beats, counted from the stanza's start")
+    register: tuple[int, int] = spec(rising_pair(integer(0, 127)), "where the chords are voiced (MIDI pitches)")
+    tension: Scaling | float = spec(
+        mapping(0, 5, "", UNIT_SIGNALS), "harmonic tension, rounded: 0 I, 1 vi, 2 IV, 3 ii, 4 V, 5 vii"
+    )
+    spread: Scaling | float = spec(
+        mapping(0, 1, "", UNIT_SIGNALS), "how widely the chord spreads: 0 a close dyad a fourth wide, 1 an open ninth chord over two octaves"
+    )
+    velocity: Scaling | float = spec(mapping(*VELOCITY, UNIT_SIGNALS), "loudness")
 
 
 @dataclass(frozen=True)
 class Layers(Voice):
     level: Scaling | float = spec(
-        mapping(0, 127, "", tuple(LAYER_SIGNALS), constant=False), "each stop's control value, scaled layer by layer"
+        mapping(0, 127, "", PER_LAYER, constant=False), "each stop's control value, each layer on its own calibration"
     )
     stops: int = spec(integer(1, 32), "layers are grouped into this many stops, low layers low")
     controller: int = spec(integer(0, 119), "MIDI controller of the lowest stop; the next stops count up")
-    pitch: int = spec(integer(0, 127), "MIDI pitch of the held organ note (one per phrase)")
+    pitch: int = spec(integer(0, 127), "MIDI pitch of the held organ note (one per line), in the home key")
     velocity: int = spec(integer(1, 127), "loudness of the held note")
 
 
 @dataclass(frozen=True)
 class Drone(Voice):
-    octave: int = spec(integer(0, 7), "octave of the key's tonic that the drone holds")
+    octave: int = spec(integer(0, 7), "octave of the section's tonic that the drone holds")
     fifth: bool = spec(boolean, "add the fifth above the tonic")
-    level: Scaling | float = spec(mapping(0, 127, "", SCALARS), "the drone's control value")
+    level: Scaling | float = spec(mapping(0, 127, "", UNIT_SIGNALS), "the drone's control value")
     controller: int = spec(integer(0, 119), "MIDI controller the level is sent on (11 = expression)")
     velocity: int = spec(integer(1, 127), "loudness of the held notes")
 
 
 @dataclass(frozen=True)
+class Texture(Voice):
+    register: tuple[int, int] = spec(rising_pair(integer(0, 127)), "where runs of art sound (MIDI pitches)")
+    notes: int = spec(integer(1, 8), "at most this many notes for one run")
+    velocity: int = spec(integer(1, 127), "loudness")
+
+
+@dataclass(frozen=True)
 class Voices:
-    melody: Melody = spec(None, "the token itself")  # type: ignore[arg-type]
+    melody: Melody = spec(None, "the words themselves")  # type: ignore[arg-type]
     ghosts: Ghosts = spec(None, "the alternatives the model passed over")  # type: ignore[arg-type]
-    harmony: Harmony = spec(None, "attention spread as chords")  # type: ignore[arg-type]
+    harmony: Harmony = spec(None, "the model's uncertainty and attention as chords")  # type: ignore[arg-type]
     layers: Layers = spec(None, "the layers as organ stops")  # type: ignore[arg-type]
     drone: Drone = spec(None, "the residual stream as a held drone")  # type: ignore[arg-type]
+    texture: Texture = spec(None, "runs of art: box drawing, rules, ASCII art")  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -278,7 +203,8 @@ class Preset:
     name: str = spec(text, "the preset's name")
     description: str = spec(text, "one line on what it sounds like and what it is for")
     music: Music = spec(None, "key, scale and tempo")  # type: ignore[arg-type]
-    timing: Timing = spec(None, "when tokens sound")  # type: ignore[arg-type]
+    timing: Timing = spec(None, "when words sound")  # type: ignore[arg-type]
+    form: Form = spec(None, "what sections do")  # type: ignore[arg-type]
     voices: Voices = spec(None, "the voices")  # type: ignore[arg-type]
     synth: Synth = spec(None, "the synthesizer and the master chain")  # type: ignore[arg-type]
     source: Traversable | None = field(default=None, compare=False)
@@ -292,7 +218,7 @@ VOICE_NAMES = tuple(f.name for f in dataclasses.fields(Voices))
 
 def _build(cls: type, data: Any, path: tuple[str, ...]) -> Any:
     if not isinstance(data, dict):
-        raise PresetError(path, f"{_describe(data)} is not a table")
+        raise PresetError(path, f"{describe_value(data)} is not a table")
     hints = get_type_hints(cls)
     fields = [f for f in dataclasses.fields(cls) if "check" in f.metadata]
     names = {f.name for f in fields}
@@ -313,10 +239,11 @@ def _build(cls: type, data: Any, path: tuple[str, ...]) -> Any:
 
 
 def merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
-    """``overlay`` on ``base``: tables merge key by key, anything else is replaced."""
+    """``overlay`` on ``base``: tables merge key by key, anything else is replaced. A mapping
+    table (one with a ``signal``) is replaced whole: its limits belong to its signal."""
     out = dict(base)
     for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and "signal" not in value:
             out[key] = merge(out[key], value)
         else:
             out[key] = value

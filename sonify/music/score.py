@@ -62,8 +62,41 @@ class Cue:
 
 
 @dataclass(frozen=True)
+class Placed:
+    """A unit of the text (a word, or a run of art) where it sounds: from ``time`` for
+    ``duration`` seconds, in ``line``, ``stanza`` and ``section`` of the text; ``tokens``
+    are the frames that wrote it."""
+
+    index: int
+    kind: str  # "word" or "art"
+    text: str
+    time: float
+    duration: float
+    beat: float
+    beats: float
+    tokens: tuple[int, ...]
+    line: int
+    stanza: int
+    section: int
+    ends_line: bool = False
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A boundary of the form: ``kind`` "stanza" (a blank line) or "section" (after a
+    heading, whose text is ``label``; the section plays in ``key``)."""
+
+    time: float
+    beat: float
+    kind: str
+    label: str
+    index: int  # the stanza's or section's number
+    key: str = ""
+
+
+@dataclass(frozen=True)
 class Rest:
-    """A silence in the melody, with why: a line break or the end of the text."""
+    """A silence in the melody, with why: a line end, a stanza break or the end of the text."""
 
     time: float
     duration: float
@@ -137,6 +170,8 @@ class Score:
     key: str = "C"
     scale: str = "major"
     preset: str = "default"
+    units: tuple[Placed, ...] = ()
+    marks: tuple[Mark, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def voice(self, name: str) -> VoiceInfo:
@@ -169,7 +204,14 @@ class Score:
             "controls": [asdict(c) for c in self.controls],
             "cues": [asdict(c) for c in self.cues],
             "rests": [asdict(r) for r in self.rests],
+            "units": [asdict(u) for u in self.units],
+            "marks": [asdict(m) for m in self.marks],
         }
+
+    @property
+    def words(self) -> tuple[Placed, ...]:
+        """The placed units that are words (not art)."""
+        return tuple(u for u in self.units if u.kind == "word")
 
 
 def sort_notes(notes: list[Note]) -> tuple[Note, ...]:
@@ -179,3 +221,23 @@ def sort_notes(notes: list[Note]) -> tuple[Note, ...]:
 
 def sort_controls(controls: list[Control]) -> tuple[Control, ...]:
     return tuple(sorted(controls, key=lambda c: (c.time, c.voice, c.controller, c.token)))
+
+
+@dataclass
+class Release:
+    """Events of a growing Score that have become final: notes with known ends, notes
+    whose start is known but not yet their end (``opened``, duration 0), the full versions
+    of earlier opened notes (``closed``), controls, cues, placed units, marks and rests."""
+
+    notes: list[Note] = field(default_factory=list)
+    opened: list[Note] = field(default_factory=list)
+    closed: list[Note] = field(default_factory=list)
+    controls: list[Control] = field(default_factory=list)
+    cues: list[Cue] = field(default_factory=list)
+    units: list[Placed] = field(default_factory=list)
+    marks: list[Mark] = field(default_factory=list)
+    rests: list[Rest] = field(default_factory=list)
+
+    def extend(self, other: Release) -> None:
+        for name in ("notes", "opened", "closed", "controls", "cues", "units", "marks", "rests"):
+            getattr(self, name).extend(getattr(other, name))

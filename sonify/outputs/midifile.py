@@ -1,9 +1,9 @@
 """The Score as a Standard MIDI File (type 1) that a DAW opens as it is.
 
-Track 1 is the conductor (name, tempo map, time signature); then one named track per
-voice with its program change, notes and control changes. The tokens travel as lyric
-events on the melody's track (or a track of their own when the melody is off), in UTF-8,
-so a DAW shows the words where they sound.
+Track 1 is the conductor (name, tempo map, time signature, and a marker at each stanza
+break and section); then one named track per voice with its program change, notes and
+control changes. The words travel as lyric events on the melody's track (or a track of
+their own when the melody is off), in UTF-8, so a DAW shows the words where they sound.
 """
 
 from __future__ import annotations
@@ -45,9 +45,12 @@ def score_to_midi(score: Score, title: str = "sonify") -> mido.MidiFile:
     for k, change in enumerate(score.tempo.changes):
         conductor.append((_ticks(change.beat), 1 + k, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(change.bpm))))
     conductor.append((0, 0, mido.MetaMessage("text", text=f"{score.preset} preset, {score.key} {score.scale}")))
+    for mark in score.marks:
+        label = f"stanza {mark.index}" if mark.kind == "stanza" else f"section {mark.index}: {mark.label} ({mark.key})"
+        conductor.append((_ticks(mark.beat), 2, mido.MetaMessage("marker", text=label)))
     midi.tracks.append(_track(title, conductor, end_tick))
 
-    lyrics = [(_ticks(c.beat), 0, mido.MetaMessage("lyrics", text=c.text)) for c in score.cues if c.text]
+    lyrics = [(_ticks(u.beat), 0, mido.MetaMessage("lyrics", text=u.text)) for u in score.units]
     voices = {v.name for v in score.voices}
     for voice in score.voices:
         # Order within a tick: program first, then note-offs, controls, lyrics, note-ons.

@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import SonifyError
 from ..model.frame import Frame
 from ..music.score import Score
-from ..music.signals import finite, layer_signal, scalar_signal
+from ..music.signals import finite, token_layer_signal, token_signal
 from .files import atomic_write
 from .transcript import words
 
@@ -35,8 +35,9 @@ def plot_png(frames: Sequence[Frame], score: Score, title: str = "") -> bytes:
     except ImportError:
         raise SonifyError("the plot needs matplotlib: pip install 'sonify[plot]' (or pip install matplotlib)") from None
     frames = list(frames)
-    starts = np.array([c.time for c in score.cues])
-    ends = np.array([c.time + c.duration for c in score.cues])
+    cues = sorted(score.cues, key=lambda c: c.token)
+    starts = np.maximum.accumulate(np.array([c.time for c in cues])) if cues else np.zeros(0)
+    ends = np.array([c.time + c.duration for c in cues])
     edges = np.concatenate([starts, ends[-1:]]) if len(starts) else np.array([0.0, 1.0])
     width = min(40.0, 8.0 + score.end / 6.0)
     fig = Figure(figsize=(width, 11), dpi=100, layout="constrained")
@@ -44,11 +45,11 @@ def plot_png(frames: Sequence[Frame], score: Score, title: str = "") -> bytes:
     axes = fig.subplots(4, 1, sharex=True, height_ratios=[1.2, 1, 1, 2])
     ax = axes[0]
     if frames:
-        ax.step(starts, finite(scalar_signal(frames, "surprisal")), where="post", label="surprisal (nats)", color="#d62728")
-        ax.step(starts, finite(scalar_signal(frames, "entropy")), where="post", label="entropy (nats)", color="#1f77b4")
+        ax.step(starts, finite(token_signal(frames, "surprisal")), where="post", label="surprisal (nats)", color="#d62728")
+        ax.step(starts, finite(token_signal(frames, "entropy")), where="post", label="entropy (nats)", color="#1f77b4")
         ax.legend(loc="upper right")
-        _heat(axes[1], finite(layer_signal(frames, "layer_attention_entropy")), edges, "attention\nspread by layer")
-        updates = finite(layer_signal(frames, "layer_update"))
+        _heat(axes[1], finite(token_layer_signal(frames, "layer_attention_entropy")), edges, "attention\nspread by layer")
+        updates = finite(token_layer_signal(frames, "layer_update"))
         _heat(
             axes[2], updates / np.maximum(updates.max(axis=0, keepdims=True), 1e-12), edges, "layer updates\n(each layer's max = 1)"
         )

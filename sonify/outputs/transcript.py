@@ -1,8 +1,10 @@
-"""Transcripts: when each token and each word sounds, as SRT, WebVTT, LRC and JSON.
+"""Transcripts: when each word and each token sounds, as SRT, WebVTT, LRC and JSON.
 
-All times come from the Score's cues, the same times the notes use. Subtitles show one line
-of the text per cue (a line break, or about 42 characters, ends a line); WebVTT and LRC
-also carry each word's own time inside the line, for karaoke-style highlighting.
+All times come from the Score: its placed units (words, and runs of art) and the cues of
+their tokens, the same times the notes use. Subtitles show one line of the text per cue (a
+line end, or about 42 characters, ends a line); WebVTT and LRC also carry each word's own
+time inside the line, for karaoke-style highlighting. The JSON also lists the stanzas and
+sections.
 """
 
 from __future__ import annotations
@@ -18,11 +20,15 @@ LINGER = 0.8  # seconds a subtitle stays after its last word when nothing follow
 
 @dataclass(frozen=True)
 class Word:
+    """A unit of the text as it sounds: a word, or a run of art (``kind``)."""
+
     text: str
     start: float
     end: float
     tokens: tuple[int, ...]
     ends_line: bool = False
+    kind: str = "word"
+    line: int = 0
 
 
 @dataclass(frozen=True)
@@ -37,43 +43,17 @@ class Line:
 
 
 def words(score: Score) -> list[Word]:
-    """The words of the text with their times. Whitespace separates words (a token may
-    begin, end or even hold a space); punctuation stays with the word it touches."""
-    out: list[Word] = []
-    parts: list[str] = []
-    start = end = 0.0
-    tokens: list[int] = []
-
-    def close(ends_line: bool = False) -> None:
-        nonlocal parts, tokens
-        if parts:
-            out.append(Word("".join(parts), start, end, tuple(tokens), ends_line))
-        elif ends_line and out and not out[-1].ends_line:
-            out[-1] = Word(out[-1].text, out[-1].start, out[-1].end, out[-1].tokens, True)
-        parts, tokens = [], []
-
-    for cue in score.cues:
-        # Split the token at whitespace; each gap closes the word before it.
-        chunk = ""
-        for ch in cue.text + "\0":
-            if ch == "\0" or ch.isspace():
-                if chunk:
-                    if not parts:
-                        start = cue.time
-                    parts.append(chunk)
-                    tokens.append(cue.token)
-                    end = cue.time + cue.duration
-                    chunk = ""
-                if ch != "\0":
-                    close(ends_line=ch == "\n")
-            else:
-                chunk += ch
-    close()
+    """The text's units (words and runs of art) with their times, as the Score placed them."""
+    units = score.units
+    out = []
+    for k, u in enumerate(units):
+        ends_line = k + 1 == len(units) or units[k + 1].line != u.line
+        out.append(Word(u.text, u.time, u.time + u.duration, u.tokens, ends_line, u.kind, u.line))
     return out
 
 
 def lines(score: Score) -> list[Line]:
-    """The text's lines (split at line breaks and at MAX_LINE_CHARS) with their times."""
+    """The text's lines (split at line ends and at MAX_LINE_CHARS) with their times."""
     groups: list[list[Word]] = [[]]
     for word in words(score):
         current = groups[-1]
@@ -141,7 +121,8 @@ def to_lrc(score: Score, title: str = "") -> str:
 
 
 def to_json(score: Score) -> str:
-    """Every token and word with its start and end in seconds (and beats, for tokens)."""
+    """Every token and word (and run of art) with its start and end in seconds and its
+    beat, the lines, and where each stanza break and section falls."""
     data = {
         "preset": score.preset,
         "duration": score.end,
@@ -158,8 +139,23 @@ def to_json(score: Score) -> str:
             for c in score.cues
         ],
         "words": [
-            {"text": w.text, "start": round(w.start, 6), "end": round(w.end, 6), "tokens": list(w.tokens)} for w in words(score)
+            {
+                "text": u.text,
+                "kind": u.kind,
+                "start": round(u.time, 6),
+                "end": round(u.time + u.duration, 6),
+                "beat": round(u.beat, 6),
+                "tokens": list(u.tokens),
+                "line": u.line,
+                "stanza": u.stanza,
+                "section": u.section,
+            }
+            for u in score.units
         ],
         "lines": [{"text": ln.text, "start": round(ln.start, 6), "end": round(ln.end, 6)} for ln in lines(score)],
+        "stanzas": [{"index": m.index, "start": round(m.time, 6)} for m in score.marks if m.kind == "stanza"],
+        "sections": [
+            {"index": m.index, "title": m.label, "key": m.key, "start": round(m.time, 6)} for m in score.marks if m.kind == "section"
+        ],
     }
     return json.dumps(data, ensure_ascii=False, indent=1) + "\n"

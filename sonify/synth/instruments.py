@@ -110,6 +110,6 @@ INSTRUMENTS: dict[str, Instrument] = {
         Instrument("pulse", 0.003, 0.18, 0.35, 0.08, 0.55, _pulse),
         Instrument("pad", 0.35, 1.0, 0.8, 1.2, 0.35, _pad, bus_cutoff=lambda b: 1400.0 * (0.5 + 2.0 * b)),
         Instrument("organ", 0.03, 0.2, 1.0, 0.25, 0.5, _organ, polyphony=8),
-        Instrument("drone", 1.5, 1.0, 1.0, 2.5, 0.4, _drone, polyphony=4, bus_cutoff=lambda b: 450.0 * (0.5 + 2.0 * b)),
+        Instrument("drone", 1.5, 1.0, 1.0, 1.0, 0.4, _drone, polyphony=4, bus_cutoff=lambda b: 450.0 * (0.5 + 2.0 * b)),
     )
 }
