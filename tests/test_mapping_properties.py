@@ -6,13 +6,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sonify import AttentionStats, Frame, LayerStats
 from sonify.music.mapping import make_score
 from sonify.music.preset import load_preset, preset_names
-from sonify.music.signals import running_percentile, running_quantile
+from sonify.music.signals import Scaler, Scaling
 
 PRESETS = {name: load_preset(name) for name in preset_names()}
 any_float = st.floats(allow_nan=True, allow_infinity=True, width=64)
@@ -74,22 +75,21 @@ def test_any_telemetry_makes_a_valid_score(trace, name):
 
 @settings(max_examples=20, deadline=None)
 @given(st.integers(1, 300), any_float, st.sampled_from(sorted(PRESETS)))
-def test_constant_signals_give_the_middle_of_each_range(n, value, name):
+def test_constant_telemetry_gives_constant_loudness(n, value, name):
     from traces import frame
 
     trace = [frame(i, logprob=-abs(value) if math.isfinite(value) else value, entropy=value, value=value) for i in range(n)]
     score = make_score(trace, PRESETS[name])
     assert_valid(score)
-    melody = PRESETS[name].voices.melody
-    if melody.enabled and melody.gate is None and score.notes_of("melody"):
-        assert len({n.pitch for n in score.notes_of("melody")}) == 1
+    melody = score.notes_of("melody")
+    assert len({m.velocity for m in melody}) <= 1
 
 
 def test_an_empty_trace_is_an_empty_score():
     for preset in PRESETS.values():
         score = make_score([], preset)
         assert score.notes == () and score.cues == () and score.controls == ()
-        assert score.end == preset.timing.end_rest * (60.0 / preset.music.tempo if preset.timing.mode == "grid" else 1.0)
+        assert score.end == pytest.approx(preset.timing.end_rest * 60.0 / preset.music.tempo)
 
 
 def test_ten_thousand_tokens(tmp_path):
@@ -118,17 +118,20 @@ def test_ten_thousand_tokens(tmp_path):
     for name in ("default", "midi-rig"):
         score = make_score(trace, PRESETS[name])
         assert_valid(score)
-        assert len(score.cues) == 10_000 and len(score.notes_of("melody")) > 8_000
+        words = sum(1 for f in trace if f.text.strip())
+        assert len(score.cues) == 10_000 and len(score.notes_of("melody")) == len(score.words) == words
 
 
-@given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=80), st.integers(1, 40), st.floats(0, 100))
-def test_running_percentile_matches_numpy_over_each_window(values, window, q):
-    x = np.array(values)
-    got = running_percentile(x, q, window)
-    want = [np.percentile(x[max(0, i - window + 1) : i + 1], q) for i in range(x.size)]
-    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-6)
-
-
-def test_running_quantile_ranks_within_the_window():
-    x = np.array([5.0, 1.0, 3.0, 3.0, 9.0])
-    np.testing.assert_allclose(running_quantile(x, 3), [0.5, 0.0, 0.5, 0.75, 1.0])
+@given(st.lists(st.floats(-1e6, 1e6), min_size=2, max_size=80), st.integers(2, 40), st.floats(0, 100))
+def test_a_rolling_window_scales_against_its_own_last_values(values, window, q):
+    """Where a preset asks for a rolling window, the limits are percentiles of the last
+    ``window`` values (as np.percentile computes them), the current one included."""
+    limit = f"{q:g}%"
+    q = float(limit[:-1])
+    scaler = Scaler(Scaling("surprisal", limits=(limit, "100%"), range=(0.0, 1.0), window=window), None)
+    for i, value in enumerate(values):
+        got = scaler(value)
+        recent = np.array(values[max(0, i - window + 1) : i + 1])
+        lo, hi = np.percentile(recent, q), recent.max()
+        want = 0.5 if abs(hi - lo) < 1e-12 else min(max((value - lo) / (hi - lo), 0.0), 1.0)
+        assert got == pytest.approx(want, abs=1e-9)

@@ -138,8 +138,8 @@ def test_explain_names_each_signal_and_parameter():
     for phrase in (
         "leap      ← surprisal",
         "velocity  ← entropy",
-        "function  ← entropy",
-        "notes     ← attention_entropy",
+        "tension   ← entropy",
+        "spread    ← attention_reach",
         "level     ← layer_update",
         "level     ← residual_norm",
         "distance  ← alt_gap",
@@ -149,7 +149,7 @@ def test_explain_names_each_signal_and_parameter():
     ):
         assert phrase in text
     # Limits in the signal's own units, read from the model's calibration.
-    assert re.search(r"\d+(\.\d+)? nats \(35%\) to \d+(\.\d+)? nats \(99%\) → 0\.\.6 steps", text)
+    assert re.search(r"\d+(\.\d+)? nats \(2%\) to \d+(\.\d+)? nats \(99\.5%\) → 0\.\.6 steps", text)
 
 
 def test_explain_bad_preset_is_one_line_exit_2(tmp_path):

@@ -78,15 +78,19 @@ def test_midi_file_reads_back_in_mido_and_pretty_midi(piece):
         assert [(m.channel, m.program) for m in programs] == [(voice.channel, voice.program)]
         ccs = {m.control for m in track if m.type == "control_change"}
         assert ccs == set(voice.controllers)
+    # The words as lyrics, one event per word at its note, reading as the text's lines.
     lyrics = [m.text for m in midi.tracks[1] if m.type == "lyrics"]
-    assert "".join(lyrics) == "".join(c.text for c in score.cues)
+    text = "".join(c.text for c in score.cues)
+    assert len(lyrics) == len(score.units)
+    assert "".join(lyrics).split() == text.split()
+    assert "".join(lyrics).splitlines() == [" ".join(line.split()) for line in text.splitlines() if line.strip()]
 
     pm = pretty_midi.PrettyMIDI(str(out / f"{name}.mid"))
     assert pm.get_end_time() <= score.end + 1e-6
     by_track = {inst.name: inst for inst in pm.instruments}
     for voice in score.voices:
         expected = sorted((round(n.time, 3), n.pitch) for n in score.notes_of(voice.name))
-        got = sorted((round(n.start, 3), n.pitch) for n in by_track[voice.name].notes)
+        got = sorted((round(n.start, 3), n.pitch) for n in by_track[voice.name].notes) if expected else []
         assert len(got) == len(expected)
         assert all(abs(a[0] - b[0]) <= 0.002 and a[1] == b[1] for a, b in zip(got, expected))
 

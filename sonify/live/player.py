@@ -225,13 +225,17 @@ class Player:
                 self.midi.control(base + control.time, control)
         if self.audio is not None:
             audio_offset = t0 - zero + offset
+            # A note opened and closed within this release is an ordinary note to the synth.
+            ending = {_key(n): n for n in release.closed}
+            whole = [ending.pop(_key(n)) for n in release.opened if _key(n) in ending]
             # Ends first: a note that closes now may decide whether a new one steals its voice.
-            for note in release.closed:
+            for note in ending.values():
                 held = opened.get(_key(note), offset)
                 self.audio.close(replace(note, duration=note.duration + offset - held))
-            self.audio.schedule(release.notes, release.controls, audio_offset)
+            self.audio.schedule(release.notes + whole, release.controls, audio_offset)
             for note in release.opened:
-                self.audio.open(note, audio_offset)
+                if _key(note) not in {_key(n) for n in whole}:
+                    self.audio.open(note, audio_offset)
         for note in release.opened:
             opened[_key(note)] = offset
         if self.osc is not None:

@@ -112,10 +112,6 @@ class DronePart(Part):
             self.control(heard.time, self.v.controller, value, token)
             self.value = value
 
-    def art(self, heard: Heard) -> None:
-        if not self.held:
-            self._start(heard)
-
     def stanza_end(self, at: float) -> None:
         for note in self.held:
             self.end(note, at)

@@ -74,6 +74,7 @@ class Mapper:
         self.line_words = 0
         self.stanza_open = False
         self.sounding_until = 0.0  # seconds: when the last note released so far ends
+        self._last_cue = (0.0, 0.0)
         self.count = 0
         self.release = Release()
         self.parts: list[Part] = []
@@ -199,10 +200,11 @@ class Mapper:
             part.stanza_end(at)
         self._note_ends()
         start, beats = self.clock.stanza(self.tempo.beats(self.sounding_until))
-        length = self._seconds(start + beats) - at
-        self.release.rests.append(Rest(at, length, start, "stanza", self.count - 1))
+        # The silence begins once the last note has ended (a long note may outlast its word).
+        quiet = max(at, self.sounding_until)
+        self.release.rests.append(Rest(quiet, self._seconds(start + beats) - quiet, self.tempo.beats(quiet), "stanza", self.count - 1))
         self.stanza += 1
-        self.release.marks.append(Mark(at, start, "stanza", "", self.stanza))
+        self.release.marks.append(Mark(quiet, self.tempo.beats(quiet), "stanza", "", self.stanza))
         self.stanza_open = False
 
     def _open_stanza(self) -> None:
@@ -254,8 +256,11 @@ class Mapper:
         return placed
 
     def _cue(self, token: int, frame: Frame, at: float, duration: float) -> None:
-        cue = Cue(float(at), float(duration), self.tempo.beats(at), token, frame.text, -frame.logprob, frame.entropy)
-        self.release.cues.append(cue)
+        # NaN and inf (a broken model) stand in as the last finite value, as in the mapping.
+        surprisal = -frame.logprob if math.isfinite(frame.logprob) else self._last_cue[0]
+        entropy = frame.entropy if math.isfinite(frame.entropy) else self._last_cue[1]
+        self._last_cue = (surprisal, entropy)
+        self.release.cues.append(Cue(float(at), float(duration), self.tempo.beats(at), token, frame.text, surprisal, entropy))
 
 
 def _probe(frames: list[Frame]) -> Heard:

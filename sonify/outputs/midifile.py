@@ -35,6 +35,17 @@ def _track(name: str, events: list[tuple[int, int, mido.Message | mido.MetaMessa
     return track
 
 
+def lyric_texts(score: Score) -> list[tuple]:
+    """Each unit of text with what follows it: a space, or a newline at a line's end (as
+    karaoke files write it), so the lyrics read as the text's lines."""
+    units = score.units
+    out = []
+    for k, unit in enumerate(units):
+        following = "" if k + 1 == len(units) else "\n" if units[k + 1].line != unit.line else " "
+        out.append((unit, unit.text + following))
+    return out
+
+
 def score_to_midi(score: Score, title: str = "sonify") -> mido.MidiFile:
     """The Score as a type-1 MidiFile (UTF-8 text)."""
     midi = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT, charset="utf-8")
@@ -50,7 +61,7 @@ def score_to_midi(score: Score, title: str = "sonify") -> mido.MidiFile:
         conductor.append((_ticks(mark.beat), 2, mido.MetaMessage("marker", text=label)))
     midi.tracks.append(_track(title, conductor, end_tick))
 
-    lyrics = [(_ticks(u.beat), 0, mido.MetaMessage("lyrics", text=u.text)) for u in score.units]
+    lyrics = [(_ticks(u.beat), 0, mido.MetaMessage("lyrics", text=text)) for u, text in lyric_texts(score)]
     voices = {v.name for v in score.voices}
     for voice in score.voices:
         # Order within a tick: program first, then note-offs, controls, lyrics, note-ons.
