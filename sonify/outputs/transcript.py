@@ -8,7 +8,7 @@ also carry each word's own time inside the line, for karaoke-style highlighting.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..music.score import Score
 
@@ -18,11 +18,16 @@ LINGER = 0.8  # seconds a subtitle stays after its last word when nothing follow
 
 @dataclass(frozen=True)
 class Word:
+    """A word of the text: from ``start`` to ``end`` seconds, made of the ``tokens`` (cue
+    indices) that hold its characters. ``newlines`` counts the line breaks after it before
+    the next word: 0 within a line, 1 at a line's end, 2 or more at a stanza break."""
+
     text: str
     start: float
     end: float
     tokens: tuple[int, ...]
     ends_line: bool = False
+    newlines: int = 0
 
 
 @dataclass(frozen=True)
@@ -47,9 +52,9 @@ def words(score: Score) -> list[Word]:
     def close(ends_line: bool = False) -> None:
         nonlocal parts, tokens
         if parts:
-            out.append(Word("".join(parts), start, end, tuple(tokens), ends_line))
-        elif ends_line and out and not out[-1].ends_line:
-            out[-1] = Word(out[-1].text, out[-1].start, out[-1].end, out[-1].tokens, True)
+            out.append(Word("".join(parts), start, end, tuple(tokens), ends_line, int(ends_line)))
+        elif ends_line and out:
+            out[-1] = replace(out[-1], ends_line=True, newlines=out[-1].newlines + 1)
         parts, tokens = [], []
 
     for cue in score.cues:
