@@ -43,6 +43,7 @@
   let liveAt = null;
   let liveRunning = false;
   let dragging = false; // the position slider is being dragged
+  let ended = false; // the live performance has ended
 
   // ------------------------------------------------------------------ the text
 
@@ -557,13 +558,15 @@
   function onMessage(message) {
     if (message.type === "hello") {
       resetLive();
+      ended = false;
       voices = message.voices || [];
       buildLegend();
       $("title").textContent = message.title || "sonify";
       $("subtitle").textContent = message.subtitle || "";
       document.title = message.title || "sonify";
       for (const old of message.history || []) onMessage(old);
-      statusEl.textContent = message.history && message.history.length ? "live" : "live · waiting for the first word";
+      const heard = message.history && message.history.length;
+      statusEl.textContent = ended ? "the performance has ended" : heard ? "live" : "live · waiting for the first word";
       document.documentElement.dataset.ready = "true";
     } else if (message.type === "token") {
       liveT = message.t;
@@ -597,6 +600,7 @@
         openNotes.delete(key);
       } else notes.push(n);
     } else if (message.type === "stop") {
+      ended = true;
       if (message.heading && lineEl) markHeading(lineEl);
       liveRunning = false;
       if (typeof message.t === "number") liveT = message.t;
@@ -611,7 +615,8 @@
     const socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
     socket.addEventListener("message", (event) => onMessage(JSON.parse(event.data)));
     socket.addEventListener("close", () => {
-      statusEl.textContent = "disconnected; retrying";
+      // A tab left open across pieces reconnects to the next performance on this address.
+      if (!ended) statusEl.textContent = "disconnected; retrying";
       setTimeout(connect, 1000);
     });
   }
