@@ -72,6 +72,12 @@ def _number(x: float, digits: int = 4) -> float | None:
     return round(x, digits) if math.isfinite(x) else None
 
 
+def _probability(p: float) -> float | None:
+    """A probability to three significant digits: small ones stay readable (2.31e-05, not 0)."""
+    p = float(p)
+    return float(f"{p:.3g}") if math.isfinite(p) else None
+
+
 def token_record(cue: Cue, frame: Frame | None) -> dict[str, Any]:
     """One token as the page shows it: its text and time, its numbers and its alternatives."""
     record: dict[str, Any] = {
@@ -84,8 +90,8 @@ def token_record(cue: Cue, frame: Frame | None) -> dict[str, Any]:
     if frame is not None:
         record.update(
             rank=frame.rank,
-            prob=_number(math.exp(min(frame.logprob, 0.0)), 4) if math.isfinite(frame.logprob) else None,
-            top=[[text, _number(p, 4)] for text, p in frame.top],
+            prob=_probability(math.exp(min(frame.logprob, 0.0))) if math.isfinite(frame.logprob) else None,
+            top=[[text, _probability(p)] for text, p in frame.top],
             attention=_number(SCALAR_SIGNALS["attention_entropy"][0](frame), 3) if frame.attention.entropy else None,
             distance=_number(SCALAR_SIGNALS["attention_distance"][0](frame), 2) if frame.attention.distance else None,
             layers=[_number(u, 4) for u in frame.layers.update],
