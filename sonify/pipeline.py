@@ -30,7 +30,7 @@ from .music.score import Score
 from .outputs.files import atomic_write, prepare_output_folder, slug
 from .outputs.trace import Trace, trace_name
 
-OUTPUTS = ("audio", "midi", "srt", "vtt", "lrc", "json", "trace", "plot")
+OUTPUTS = ("audio", "midi", "srt", "vtt", "lrc", "json", "trace", "plot", "page")
 DEFAULT_OUTPUTS = ("audio", "midi", "srt", "vtt", "lrc", "json", "trace")
 DEFAULT_TOKENS = 200
 MAX_TOKENS_FOR_DURATION = 100_000
@@ -61,7 +61,9 @@ class OutputSettings:
     ``name`` is the files' name without suffix (``None``: from the prompt or the file read);
     ``subtype`` a soundfile sample format (PCM_16, PCM_24, FLOAT; ``None``: 24-bit);
     ``sample_rate`` ``None`` takes the preset's; ``soundfont`` plays the Score through
-    FluidSynth with that SoundFont instead of our synthesizer."""
+    FluidSynth with that SoundFont instead of our synthesizer; ``page_audio`` is how the
+    page (output ``page``) holds its sound: ``embed`` (Ogg Vorbis inside the page) or
+    ``link`` (the audio file written beside it)."""
 
     folder: str | os.PathLike = "renders"
     name: str | None = None
@@ -70,11 +72,16 @@ class OutputSettings:
     subtype: str | None = None
     sample_rate: int | None = None
     soundfont: str | os.PathLike | None = None
+    page_audio: str = "embed"
 
     def __post_init__(self) -> None:
         unknown = [o for o in self.outputs if o not in OUTPUTS]
         if unknown:
             raise SonifyError(f"unknown output {unknown[0]!r}; choose from {', '.join(OUTPUTS)}")
+        if self.page_audio not in ("embed", "link"):
+            raise SonifyError(f"page audio {self.page_audio!r} is not embed or link")
+        if "page" in self.outputs and self.page_audio == "link" and "audio" not in self.outputs:
+            raise SonifyError("a page that links its audio needs the audio file: drop --no-audio, or embed the audio in the page")
         object.__setattr__(self, "outputs", tuple(self.outputs))
 
 
@@ -257,13 +264,14 @@ def render_files(
     score = make_score(trace.frames, preset, calibration)
     result = Rendered(score, trace, sample_rate=rate)
     made: dict[str, tuple[Path, bytes | str | None]] = {}
-    if "audio" in outputs:
+    if "audio" in outputs or "page" in outputs:
         if output.soundfont is not None:
             from .synth.soundfont import render_soundfont
 
             result.audio = render_soundfont(score, output.soundfont, preset.synth, rate)
         else:
             result.audio = render_audio(score, preset.synth, rate, progress=on_progress)
+    if "audio" in outputs:
         made["audio"] = (audio_path, None)
     if "midi" in outputs:
         buffer = io.BytesIO()
@@ -281,6 +289,8 @@ def render_files(
         from .outputs.plot import plot_png
 
         made["plot"] = (folder / f"{name}.png", plot_png(trace.frames, score, title=f"{name} ({preset.name})"))
+    if "page" in outputs:
+        made["page"] = (folder / f"{name}.html", _page(trace, score, result, audio_path if output.page_audio == "link" else None))
     for kind, (path, data) in made.items():
         if kind == "audio":
             write_audio(path, result.audio, rate, output.subtype)
@@ -291,6 +301,14 @@ def render_files(
     if "trace" in outputs:
         result.paths["trace"] = trace.write(folder / f"{name}.trace.jsonl")
     return result
+
+
+def _page(trace: Trace, score: Score, result: Rendered, link: Path | None) -> str:
+    """The page's HTML: the audio embedded, or linked by its name when ``link`` is the audio file."""
+    from .outputs.page import PageAudio, page_data, page_html, page_info
+
+    audio = PageAudio(link=link.name) if link is not None else PageAudio(result.audio, result.sample_rate)
+    return page_html(page_data(trace.frames, score, page_info(trace.header, score)), audio)
 
 
 def render(
@@ -308,7 +326,7 @@ def render(
     ``sonify render``. Returns the Score, the trace and the paths of the files written.
 
     ``read`` is a text to read; ``trace`` a Trace or a trace file to re-render without
-    the model. ``output.outputs`` picks from audio, midi, srt, vtt, lrc, json, trace, plot."""
+    the model. ``output.outputs`` picks from audio, midi, srt, vtt, lrc, json, trace, plot, page."""
     chosen = preset if isinstance(preset, Preset) else load_preset(preset)
     if sum(x is not None and x != "" for x in (prompt or None, read, trace)) > 1:
         raise SonifyError("give one of a prompt, a text to read, or a trace")

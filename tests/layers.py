@@ -33,7 +33,7 @@ RANK = {
 NARROW = {
     ("music", "model"): {"sonify.model.frame"},
     ("synth", "music"): {"sonify.music.score", "sonify.music.preset"},
-    ("outputs", "music"): {"sonify.music.score", "sonify.music.signals"},
+    ("outputs", "music"): {"sonify.music.score", "sonify.music.signals", "sonify.music.units"},
     ("outputs", "model"): {"sonify.model.frame"},
 }
 NOTHING_OF = {("synth", "model")}

@@ -12,10 +12,10 @@ import sys
 
 from ..errors import SonifyError, Terminated
 from ..version import __version__
-from . import calibrate, info, interlude, play, render, trace
+from . import calibrate, info, interlude, page, play, render, trace
 
 # Each command module adds its subcommands (in this order in --help) and the function that runs each.
-COMMAND_MODULES = (trace, render, play, interlude, info, calibrate)
+COMMAND_MODULES = (trace, render, page, play, interlude, info, calibrate)
 
 
 def build_parser() -> argparse.ArgumentParser:

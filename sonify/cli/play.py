@@ -9,6 +9,8 @@ from pathlib import Path
 from ..errors import SonifyError, Terminated
 from .common import VIRTUAL, add_model_args, add_sampler_args, generation, model_settings, read_text
 
+LIVE_PAGE = "127.0.0.1:8765"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     play = sub.add_parser(
@@ -37,6 +39,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     outs.add_argument("--audio", action="store_true", help="play our synth on the audio output")
     outs.add_argument("--osc", metavar="HOST:PORT", help="send per-token telemetry as OSC to HOST:PORT")
+    outs.add_argument(
+        "--page",
+        nargs="?",
+        const=LIVE_PAGE,
+        metavar="HOST:PORT",
+        help=f"serve a page where the text lights up as it sounds, with the telemetry and notes (default address {LIVE_PAGE})",
+    )
     timing = play.add_argument_group("timing")
     timing.add_argument(
         "--latency", type=float, default=0.3, metavar="SECONDS", help="how far ahead events are scheduled (default: 0.3)"
@@ -99,8 +108,8 @@ def run_play(args: argparse.Namespace) -> int:
     if args.prompt and (args.read is not None or args.type):
         raise SonifyError("give either a prompt, --read FILE or --type, not two of them")
     Length(args.tokens, args.duration)
-    if args.midi_out is None and not args.audio and args.osc is None:
-        raise SonifyError("choose an output: --midi-out [PORT], --audio and/or --osc HOST:PORT")
+    if args.midi_out is None and not args.audio and args.osc is None and args.page is None:
+        raise SonifyError("choose an output: --midi-out [PORT], --audio, --osc HOST:PORT and/or --page [HOST:PORT]")
     for path in args.record:
         suffix = Path(path).suffix.lower()
         if suffix not in (".wav", ".flac", ".mid"):
@@ -117,9 +126,11 @@ def run_play(args: argparse.Namespace) -> int:
     engine = Engine(model)
     voices = make_score(list(engine.generate("", max_tokens=1)), preset).voices
     scheduler = Scheduler()
-    midi = audio = osc = view = None
+    midi = audio = osc = view = page = None
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        if args.page is not None:
+            page = _live_page(args, scheduler, preset, model.name, voices)
         if args.midi_out is not None:
             from ..live.midi import MidiOut, open_output
 
@@ -141,13 +152,15 @@ def run_play(args: argparse.Namespace) -> int:
         from ..live.player import LiveTiming, Player
 
         timing = LiveTiming(latency=args.latency, clock=not args.no_clock, max_seconds=args.duration)
-        player = Player(preset, midi=midi, audio=audio, osc=osc, view=view, scheduler=scheduler, timing=timing)
+        player = Player(preset, midi=midi, audio=audio, osc=osc, view=view, page=page, scheduler=scheduler, timing=timing)
         report = player.play(_frames_for_play(args, engine, gen))
     finally:
         signal.signal(signal.SIGTERM, previous)
         scheduler.stop()
         if midi is not None:
             midi.close()
+        if page is not None:
+            page.close()
     for path in args.record:
         if Path(path).suffix.lower() == ".mid":
             midi.write(path, report.start, preset.music.tempo)
@@ -167,6 +180,17 @@ def run_play(args: argparse.Namespace) -> int:
         print("stopped; all notes off", file=sys.stderr)
         return 143 if isinstance(report.interrupted, Terminated) else 130
     return 0
+
+
+def _live_page(args: argparse.Namespace, scheduler, preset, model_name: str, voices):
+    from ..live.page import LivePage
+    from ..outputs.page import PageInfo
+
+    title = args.prompt.strip() or (Path(args.read).stem if args.read and args.read != "-" else "") or "sonify · live"
+    page = LivePage(args.page, scheduler)
+    page.describe(PageInfo(title, f"{preset.name} preset · {model_name} · live"), voices)
+    print(f"live page: {page.url}", file=sys.stderr)
+    return page
 
 
 def run_panic(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 
 from ..errors import SonifyError
 from .common import (
@@ -16,7 +17,14 @@ from .common import (
     output_settings,
     read_text,
 )
+from .page import add_page_audio_arg
 from .progress import render_progress, token_progress
+
+
+def add_page_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("page")
+    g.add_argument("--page", action="store_true", help="also write a page (.html) where the text lights up as it sounds")
+    add_page_audio_arg(g)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     length.add_argument("--tokens", type=int, metavar="N", help=f"tokens to generate (default: {DEFAULT_TOKENS_HELP})")
     length.add_argument("--duration", type=float, metavar="SECONDS", help="generate until the piece lasts this long")
     add_output_args(render)
+    add_page_args(render)
     add_model_args(render)
     add_sampler_args(render)
     render.set_defaults(run=run_render)
@@ -50,14 +59,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     score.add_argument("--tokens", type=int, metavar="N", help="use only the first N tokens")
     score.add_argument("--duration", type=float, metavar="SECONDS", help="use only as many tokens as this many seconds need")
     add_output_args(score)
+    add_page_args(score)
     score.set_defaults(run=run_score)
 
 
 def _write_piece(args: argparse.Namespace, trace, preset, name: str) -> int:
     from ..pipeline import render_files
 
+    output = output_settings(args, name)
+    if args.page:
+        output = replace(output, outputs=(*output.outputs, "page"), page_audio=args.page_audio)
     with render_progress(sys.stderr.isatty()) as progress:
-        result = render_files(trace, preset, output_settings(args, name), on_progress=progress)
+        result = render_files(trace, preset, output, on_progress=progress)
     score = result.score
     print(f"{len(trace.frames)} tokens, {score.end:.1f} s, {len(score.notes)} notes ({preset.name} preset):", file=sys.stderr)
     for kind, path in result.paths.items():

@@ -20,6 +20,7 @@ from ..music.score import Note
 from .audio import AudioOut
 from .midi import MidiOut
 from .osc import OscOut
+from .page import LivePage
 from .scheduler import Scheduler
 from .stream import GrowingScore
 from .view import TerminalView
@@ -74,13 +75,15 @@ class Player:
         audio: AudioOut | None = None,
         osc: OscOut | None = None,
         view: TerminalView | None = None,
+        page: LivePage | None = None,
         scheduler: Scheduler | None = None,
         timing: LiveTiming | None = None,
     ):
         timing = timing or LiveTiming()
         self.preset = preset
-        self.midi, self.audio, self.osc, self.view = midi, audio, osc, view
-        self.scheduler = scheduler or (midi.scheduler if midi else osc.scheduler if osc else Scheduler())
+        self.midi, self.audio, self.osc, self.view, self.page = midi, audio, osc, view, page
+        sinks = (midi, osc, page)
+        self.scheduler = scheduler or next((s.scheduler for s in sinks if s is not None), None) or Scheduler()
         self.latency, self.lead, self.clock = timing.latency, timing.lead, timing.clock
         self.max_seconds = timing.max_seconds
         # The Score is extended only while less than this much music is scheduled ahead:
@@ -151,6 +154,8 @@ class Player:
                         self.midi.start_clock(t0, self.preset.music.tempo)
                     if self.osc is not None:
                         self.osc.event(t0, "start")
+                    if self.page is not None:
+                        self.page.event(t0, "start")
                 offset = self._hold_if_late(release, t0, offset, report)
                 self._dispatch(release, growing, t0, offset, zero, opened, report)
                 report.tokens = len(growing.frames)
@@ -161,6 +166,8 @@ class Player:
                 self.midi.stop_clock(report.end)
             if self.osc is not None:
                 self.osc.event(report.end, "stop")
+            if self.page is not None:
+                self.page.event(report.end, "stop", score.end if score is not None else None)
             tail = self.audio.engine.tail_seconds if self.audio is not None else 0.05
             self._wait_until(report.end + tail)
         except KeyboardInterrupt as exc:
@@ -243,6 +250,15 @@ class Player:
                 self.osc.note(base + note.time, note)
             for cue in release.cues:
                 self.osc.token(base + cue.time, growing.frames[cue.token])
+        if self.page is not None:
+            for cue in release.cues:
+                self.page.token(base + cue.time, cue, growing.frames[cue.token])
+            for note in release.notes:
+                self.page.note(base + note.time, note)
+            for note in release.opened:
+                self.page.note(base + note.time, note, held=True)
+            for note in release.closed:
+                self.page.note_end(base + note.time + note.duration, note)
         if self.view is not None:
             for cue in release.cues:
                 frame = growing.frames[cue.token]
@@ -267,6 +283,8 @@ class Player:
             self.audio.stop()
         if self.view is not None:
             self.view.stop()
+        if self.page is not None:
+            self.page.event(None, "stop")
 
 
 def _key(note: Note) -> tuple:

@@ -91,7 +91,7 @@ def is_heading(text: str) -> bool:
     letters = [ch for ch in text if ch.isalpha()]
     if len(letters) >= 2 and all(ch.isupper() for ch in letters):
         return True
-    if text.rstrip()[-1:] in ",;.!?":
+    if text.rstrip()[-1:] in ",;.!?" or len(letters) < 3:
         return False
     return all(w[0].isupper() or not w[0].isalpha() or w.lower() in _SMALL_WORDS for w in words) and words[0][0].isupper()
 

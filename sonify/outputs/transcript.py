@@ -20,7 +20,10 @@ LINGER = 0.8  # seconds a subtitle stays after its last word when nothing follow
 
 @dataclass(frozen=True)
 class Word:
-    """A unit of the text as it sounds: a word, or a run of art (``kind``)."""
+    """A unit of the text as it sounds: a word, or a run of art (``kind``), from ``start`` to
+    ``end`` seconds, made of the ``tokens`` (cue indices) that hold its characters, on
+    ``line``. ``newlines`` counts the line breaks after it before the next unit: 0 within a
+    line, 1 at a line's end, 2 or more at a stanza break."""
 
     text: str
     start: float
@@ -29,6 +32,7 @@ class Word:
     ends_line: bool = False
     kind: str = "word"
     line: int = 0
+    newlines: int = 0
 
 
 @dataclass(frozen=True)
@@ -47,8 +51,8 @@ def words(score: Score) -> list[Word]:
     units = score.units
     out = []
     for k, u in enumerate(units):
-        ends_line = k + 1 == len(units) or units[k + 1].line != u.line
-        out.append(Word(u.text, u.time, u.time + u.duration, u.tokens, ends_line, u.kind, u.line))
+        newlines = units[k + 1].line - u.line if k + 1 < len(units) else 0
+        out.append(Word(u.text, u.time, u.time + u.duration, u.tokens, k + 1 == len(units) or newlines > 0, u.kind, u.line, newlines))
     return out
 
 
