@@ -203,8 +203,8 @@ def test_live_words_group_as_the_file_page_does():
     grouped = LiveWords()
     seen: dict[int, dict] = {}
     breaks, headings = [], []
-    for cue in score.cues:
-        for update in grouped.add(cue):
+    for unit in score.units:
+        for update in grouped.add(unit):
             if update["new"]:
                 assert update["index"] == len(seen)
                 breaks.append(update["breaks"])
@@ -216,7 +216,6 @@ def test_live_words_group_as_the_file_page_does():
     assert [(u["text"], u["start"], u["end"]) for u in seen.values()] == [(w.text, w.start, w.end) for w in expected]
     assert breaks == [0] + [w.newlines for w in expected[:-1]]
     assert headings == [line["heading"] for line in text_lines(expected)]
-    assert len(grouped.window) < 12  # constant work per token: the window holds about one word
 
 
 # ---------------------------------------------------------------------- the commands
@@ -272,7 +271,9 @@ def test_seeking_lights_the_word_that_sounds(piece, browser):
     folder, done = piece
     context, page, blocked, errors = open_page(browser, done.paths["page"])
     ws = words(done.score)
-    for k in (0, 3, len(ws) // 2, len(ws) - 5, len(ws) - 1):
+    # Units that take no time (a lone "#", art past its line's share) are shown but never lit.
+    timed = [k for k, w in enumerate(ws) if w.end > w.start]
+    for k in (timed[0], timed[3], timed[len(timed) // 2], timed[-5], timed[-1]):
         count, lit, text = page.evaluate(SEEK_AND_READ, (ws[k].start + ws[k].end) / 2)
         assert (count, lit, text) == (1, k, ws[k].text)
     gap = next(w.end for w, nxt in zip(ws, ws[1:]) if nxt.start - w.end > 0.3)  # a rest after a line
@@ -453,8 +454,9 @@ def test_a_long_live_set_keeps_the_page_bounded(browser):
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(live.url)
         page.wait_for_selector("html[data-ready=true]")
+        begun = {u.tokens[0]: u for u in score.units}
         for cue in score.cues:  # all due now: as fast as the socket goes
-            live.token(time.monotonic(), cue, frames[cue.token])
+            live.token(time.monotonic(), cue, frames[cue.token], begun.get(cue.token))
         page.wait_for_function("[...document.querySelectorAll('.w')].pop()?.textContent === 'w4999'", timeout=30_000)
         shown = page.evaluate("[...document.querySelectorAll('.w')].map((w) => w.textContent)")
         assert 3000 <= len(shown) <= 4000 and shown == [f"w{i}" for i in range(5000 - len(shown), 5000)]

@@ -19,9 +19,8 @@ from typing import Any
 
 from ..errors import SonifyError
 from ..model.frame import Frame
-from ..music.score import Cue, Note, Score, TempoMap, VoiceInfo
+from ..music.score import Cue, Note, Placed, VoiceInfo
 from ..outputs.page import PageInfo, fill_template, is_heading, note_record, token_record, voice_records
-from ..outputs.transcript import words
 from .scheduler import Scheduler
 
 HISTORY = 3000  # messages a late browser is sent first
@@ -42,51 +41,32 @@ def parse_address(address: str) -> tuple[str, int]:
 
 
 class LiveWords:
-    """Groups cues into words as they arrive, with :func:`sonify.outputs.transcript.words`
-    over a short window (from the start of the last word on), so a live page groups words
-    and breaks lines exactly as the file page does, at constant work per token."""
+    """Turns the placed units of the text (words and runs of art, as the mapping releases
+    them) into the page's word updates, with the line breaks before each and whether the
+    line just closed is a heading: the same grouping the file page reads from the Score,
+    at constant work per unit."""
 
     def __init__(self) -> None:
-        self.window: list[Cue] = []
-        self.known = 0  # words in the window already reported
-        self.count = 0  # words started in all
+        self.count = 0  # units so far
+        self.previous_line: int | None = None
         self.line: list[str] = []  # the current line's words
         self.after_break = True  # the current line opens a stanza (or the text)
 
-    def add(self, cue: Cue) -> list[dict[str, Any]]:
-        """What ``cue`` does to the words: one update per word it touches (the last word
-        grown, or a new word); none for a token of whitespace."""
-        self.window.append(cue)
-        found = words(_cues_only(self.window))
-        updates = []
-        if self.known and cue.token in found[self.known - 1].tokens:
-            word = found[self.known - 1]
-            self.line[-1:] = [word.text]
-            updates.append({"index": self.count - 1, "text": word.text, "start": word.start, "end": word.end, "new": False})
-        for k in range(self.known, len(found)):
-            word = found[k]
-            breaks = found[k - 1].newlines if k > 0 else 0
-            update = {"index": self.count, "text": word.text, "start": word.start, "end": word.end, "new": True, "breaks": breaks}
-            if breaks and self.line:
-                update["heading"] = is_heading(" ".join(self.line), self.after_break)
-                self.line, self.after_break = [], breaks >= 2
-            self.line.append(word.text)
-            self.count += 1
-            updates.append(update)
-        self.known = len(found)
-        if self.known > 1:  # keep the window short: from the last word's first token on
-            first = found[-1].tokens[0]
-            self.window = [c for c in self.window if c.token >= first]
-            self.known = len(words(_cues_only(self.window)))
-        return updates
+    def add(self, unit: Placed) -> list[dict[str, Any]]:
+        """The page's update for ``unit``: a new word, with its start and end."""
+        breaks = 0 if self.previous_line is None else unit.line - self.previous_line
+        update = {"index": self.count, "text": unit.text, "start": unit.time, "end": unit.time + unit.duration, "new": True,
+                  "breaks": breaks}  # fmt: skip
+        if breaks and self.line:
+            update["heading"] = is_heading(" ".join(self.line), self.after_break)
+            self.line, self.after_break = [], breaks >= 2
+        self.line.append(unit.text)
+        self.previous_line = unit.line
+        self.count += 1
+        return [update]
 
     def last_line_is_heading(self) -> bool:
         return bool(self.line) and is_heading(" ".join(self.line), self.after_break)
-
-
-def _cues_only(cues: Sequence[Cue]) -> Score:
-    """A Score holding only ``cues``: what the word functions read."""
-    return Score((), (), tuple(cues), (), TempoMap.constant(120.0), (4, 4), (), 0.0)
 
 
 class LivePage:
@@ -131,10 +111,11 @@ class LivePage:
 
     # ------------------------------------------------------------------ what sounds
 
-    def token(self, due: float, cue: Cue, frame: Frame | None) -> None:
-        """Send ``cue``'s word at ``due`` (monotonic seconds). Call in the cues' order."""
+    def token(self, due: float, cue: Cue, frame: Frame | None, unit: Placed | None = None) -> None:
+        """Send ``cue``'s token at ``due`` (monotonic seconds), with the unit of text it
+        begins, if any. Call in the cues' order."""
         message = {"type": "token", "t": round(cue.time, 4), "index": cue.token, "token": token_record(cue, frame),
-                   "words": self.words.add(cue)}  # fmt: skip
+                   "words": self.words.add(unit) if unit is not None else []}  # fmt: skip
         self.scheduler.at(due, lambda: self._broadcast(message))
 
     def note(self, due: float, note: Note, held: bool = False) -> None:

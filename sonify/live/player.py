@@ -251,8 +251,9 @@ class Player:
             for cue in release.cues:
                 self.osc.token(base + cue.time, growing.frames[cue.token])
         if self.page is not None:
-            for cue in release.cues:
-                self.page.token(base + cue.time, cue, growing.frames[cue.token])
+            begun = {u.tokens[0]: u for u in release.units if u.tokens}
+            for cue in sorted(release.cues, key=lambda c: c.token):
+                self.page.token(base + cue.time, cue, growing.frames[cue.token], begun.pop(cue.token, None))
             for note in release.notes:
                 self.page.note(base + note.time, note)
             for note in release.opened:

@@ -32,7 +32,7 @@ from ..errors import SonifyError
 from ..model.frame import Frame
 from ..music import units
 from ..music.score import Cue, Note, Score, VoiceInfo
-from ..music.signals import SCALAR_SIGNALS
+from ..music.signals import unit_signal
 from .files import atomic_write
 from .ogg import encode_ogg_vorbis
 from .transcript import Word, words
@@ -91,8 +91,8 @@ def token_record(cue: Cue, frame: Frame | None) -> dict[str, Any]:
             rank=frame.rank,
             prob=_probability(math.exp(min(frame.logprob, 0.0))) if math.isfinite(frame.logprob) else None,
             top=[[text, _probability(p)] for text, p in frame.top],
-            attention=_number(SCALAR_SIGNALS["attention_entropy"][0](frame), 3) if frame.attention.entropy else None,
-            distance=_number(SCALAR_SIGNALS["attention_distance"][0](frame), 2) if frame.attention.distance else None,
+            attention=_number(unit_signal([frame], "attention_entropy"), 3) if frame.attention.entropy else None,
+            distance=_number(unit_signal([frame], "attention_distance"), 2) if frame.attention.distance else None,
             layers=[_number(u, 4) for u in frame.layers.update],
         )
     return record
