@@ -116,11 +116,12 @@ def run_model(
     on_start: Callable[[int | None], None] | None = None,
 ) -> Trace:
     """Generate from ``prompt`` (or read ``text``) until ``length.tokens`` tokens, or until the
-    piece ``preset`` makes of them lasts ``length.duration`` seconds.
+    piece ``preset`` makes of them lasts ``length.duration`` seconds. ``model.server`` set:
+    the model behind that inference server.
 
     ``on_start(total)`` is called once the number of tokens is known (``None``: open-ended),
     ``on_frame(frame)`` after each token."""
-    from .model.engine import Engine
+    from .model.sources import StreamRequest, open_stream
 
     model = model or ModelSettings()
     generation = generation or Generation()
@@ -128,22 +129,11 @@ def run_model(
     duration = length.duration
     if duration is not None and preset is None:
         raise SonifyError("a duration needs the preset that sets the timing")
-    loaded = model.load()
-    engine = Engine(loaded, alternatives=model.alternatives)
-    if text is not None:
-        ids = loaded.tokenizer.encode(text)
-        header = engine.header("read", text=text)
-        stream, total = engine.read_ids(ids), len(ids)
-    else:
-        limit = length.tokens if length.tokens is not None else (MAX_TOKENS_FOR_DURATION if duration is not None else DEFAULT_TOKENS)
-        ids = loaded.tokenizer.encode(prompt) if prompt else []
-        header = engine.header(
-            "generate", prompt=prompt, sampler=generation.sampler.to_dict(), seed=generation.seed, max_tokens=limit
-        )
-        # Asked for a length, the model goes on past its end-of-text token.
-        stop = not generation.ignore_eos and duration is None
-        stream = engine.generate(ids, max_tokens=limit, sampler=generation.sampler, seed=generation.seed, stop_at_eos=stop)
-        total = None if duration is not None else len(ids) + limit
+    limit = length.tokens if length.tokens is not None else (MAX_TOKENS_FOR_DURATION if duration is not None else DEFAULT_TOKENS)
+    # Asked for a length, the model goes on past its end-of-text token.
+    stop = not generation.ignore_eos and duration is None
+    opened = open_stream(model, StreamRequest(prompt, text, limit, generation, stop))
+    stream, total = opened.frames, None if duration is not None and text is None else opened.total
     if on_start is not None:
         on_start(total)
     frames: list[Frame] = []
@@ -154,9 +144,10 @@ def run_model(
             on_frame(frame)
         if duration is not None and len(frames) % check_every == 0 and piece_end(frames, preset) >= duration:
             break
+    stream.close()  # a server stops generating what is no longer wanted
     if duration is not None and frames:
         frames = frames[: shortest_prefix(frames, preset, duration)]
-    return Trace(header, frames)
+    return Trace(opened.header(), frames)
 
 
 def render_files(
