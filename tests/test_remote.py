@@ -17,6 +17,7 @@ import sys
 import time
 
 import pytest
+import soundfile
 from servers import start_llama, start_mlx
 from traces import POEM
 
@@ -138,6 +139,15 @@ def test_render_writes_the_usual_files_and_score_rerenders_the_trace(server, tmp
     again = sonify("score", renders / "the-sea.trace.jsonl", "--out", tmp_path / "again", "--no-audio")
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "again" / "the-sea.mid").read_bytes() == (renders / "the-sea.mid").read_bytes()
+
+
+def test_interlude_from_a_server(llama_server, tmp_path):
+    done = sonify("interlude", "--server", llama_server.url, PROMPT, "--duration", 8, "--out", tmp_path, "--name", "i")
+    assert done.returncode == 0, done.stderr
+    audio, rate = soundfile.read(tmp_path / "i.wav")
+    assert len(audio) == 8 * rate
+    trace = Trace.read(tmp_path / "i.trace.jsonl")
+    assert trace.header["source"] == "server" and trace.frames and trace.frames[0].absent
 
 
 def test_generation_continues_across_requests(llama_server):

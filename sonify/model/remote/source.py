@@ -198,6 +198,8 @@ class RemoteSource:
                         yield self._frame(run, position, "generated", seen)
                     finish = choice.finish_reason or finish
             except (ConnectionLost, ServerError) as exc:
+                if run.tokens > before:  # it had come back: the count of failures in a row starts again
+                    run.failures = 0
                 self._recover(exc, run)
                 continue
             if run.tokens > before:
@@ -327,6 +329,11 @@ class RemoteSource:
             self.dialect = dialect
             if first is None:
                 return
+            if not first.has_logprobs and first.text:
+                raise SonifyError(
+                    f"the server at {self.settings.url} answered without log-probabilities; sonify needs a server that "
+                    "reports them (vLLM, llama.cpp's server, mlx_lm.server)"
+                )
             if self.model_name is None and first.model:
                 self.model_name = first.model
             for choice in _chain(first, choices):
