@@ -14,6 +14,7 @@ from .errors import SonifyError
 from .model.engine import Engine
 from .model.frame import AttentionStats, Frame, LayerStats
 from .model.loader import LanguageModel, ModelSettings, load_model
+from .model.remote import RemoteSettings
 from .model.sampling import Generation, SamplerSettings, make_sampler
 from .music.mapping import make_score
 from .music.preset import Preset, load_preset, preset_names
@@ -33,6 +34,7 @@ __all__ = [
     "ModelSettings",
     "OutputSettings",
     "Preset",
+    "RemoteSettings",
     "Rendered",
     "SamplerSettings",
     "Score",

@@ -153,26 +153,36 @@ def calibration_for(model) -> Calibration:
     return calibrate(model)[0]
 
 
-def trace_calibration(header: dict) -> tuple[Calibration, bool]:
-    """The calibration a trace was made with (its header, else the cache, else the shipped
-    model's), and whether it really is its model's."""
+def trace_calibration(trace: Trace) -> tuple[Calibration, str]:
+    """The calibration to map ``trace`` with, and where it came from: the one its header
+    carries ("trace"); its model's, from the cache ("cache") or shipped ("shipped"); or, for
+    a model sonify has no calibration of (a model behind a server), one measured from the
+    trace's own words ("self": the piece is then scaled against itself)."""
+    header = trace.header
     if isinstance(header.get("calibration"), dict):
         try:
-            return Calibration.from_dict(header["calibration"]), True
+            return Calibration.from_dict(header["calibration"]), "trace"
         except ValueError:
             pass
     sha = str(header.get("model_sha256", ""))
     shipped = shipped_calibration()
     if sha == shipped.model_sha256:
-        return shipped, True
+        return shipped, "shipped"
     found = _read_calibration(calibration_cache() / f"{sha}.json", sha) if sha else None
-    return (found, True) if found is not None else (shipped, False)
+    if found is not None:
+        return found, "cache"
+    from .music.calibrate import measure
+
+    modes = {mode: [f for f in trace.frames] for mode in ("read", "generated") if any(f.mode == mode for f in trace.frames)}
+    if not modes:
+        return shipped, "shipped"
+    return measure(modes, str(header.get("model", "")), sha), "self"
 
 
 def cut_trace(trace: Trace, preset: Preset, length: Length) -> Trace:
     """``trace`` with only its first ``length.tokens`` frames, or as many as ``length.duration`` seconds need."""
     if length.duration is not None:
-        calibration, _ = trace_calibration(trace.header)
+        calibration, _ = trace_calibration(trace)
         return Trace(trace.header, trace.frames[: shortest_prefix(trace.frames, preset, length.duration, calibration)])
     if length.tokens is not None:
         return Trace(trace.header, trace.frames[: length.tokens])
@@ -191,11 +201,12 @@ def run_model(
     on_start: Callable[[int | None], None] | None = None,
 ) -> Trace:
     """Generate from ``prompt`` (or read ``text``) until ``length.tokens`` tokens, or until the
-    piece ``preset`` makes of them lasts ``length.duration`` seconds.
+    piece ``preset`` makes of them lasts ``length.duration`` seconds. ``model.server`` set:
+    the model behind that inference server.
 
     ``on_start(total)`` is called once the number of tokens is known (``None``: open-ended),
     ``on_frame(frame)`` after each token."""
-    from .model.engine import Engine
+    from .model.sources import StreamRequest, open_stream
 
     model = model or ModelSettings()
     generation = generation or Generation()
@@ -203,24 +214,12 @@ def run_model(
     duration = length.duration
     if duration is not None and preset is None:
         raise SonifyError("a duration needs the preset that sets the timing")
-    loaded = model.load()
-    engine = Engine(loaded, alternatives=model.alternatives)
-    calibration = calibration_for(loaded)
-    if text is not None:
-        ids = loaded.tokenizer.encode(text)
-        header = engine.header("read", text=text)
-        stream, total = engine.read_ids(ids), len(ids)
-    else:
-        limit = length.tokens if length.tokens is not None else (MAX_TOKENS_FOR_DURATION if duration is not None else DEFAULT_TOKENS)
-        ids = loaded.tokenizer.encode(prompt) if prompt else []
-        header = engine.header(
-            "generate", prompt=prompt, sampler=generation.sampler.to_dict(), seed=generation.seed, max_tokens=limit
-        )
-        # Asked for a length, the model goes on past its end-of-text token.
-        stop = not generation.ignore_eos and duration is None
-        stream = engine.generate(ids, max_tokens=limit, sampler=generation.sampler, seed=generation.seed, stop_at_eos=stop)
-        total = None if duration is not None else len(ids) + limit
-    header["calibration"] = calibration.to_dict()
+    limit = length.tokens if length.tokens is not None else (MAX_TOKENS_FOR_DURATION if duration is not None else DEFAULT_TOKENS)
+    # Asked for a length, the model goes on past its end-of-text token.
+    stop = not generation.ignore_eos and duration is None
+    opened = open_stream(model, StreamRequest(prompt, text, limit, generation, stop))
+    stream, total = opened.frames, None if duration is not None and text is None else opened.total
+    calibration = calibration_for(opened.model) if opened.model is not None else None
     if on_start is not None:
         on_start(total)
     frames: list[Frame] = []
@@ -233,6 +232,10 @@ def run_model(
             timing.feed(frame)
             if timing.end >= duration:
                 break
+    stream.close()  # a server stops generating what is no longer wanted
+    header = opened.header()
+    if calibration is not None:
+        header["calibration"] = calibration.to_dict()
     return Trace(header, frames)
 
 
@@ -260,7 +263,7 @@ def render_files(
     audio_path = folder / f"{name}.{output.audio_format}"
     if "audio" in outputs:
         check_format(audio_path, output.subtype)
-    calibration, _ = trace_calibration(trace.header)
+    calibration, _ = trace_calibration(trace)
     score = make_score(trace.frames, preset, calibration)
     result = Rendered(score, trace, sample_rate=rate)
     made: dict[str, tuple[Path, bytes | str | None]] = {}

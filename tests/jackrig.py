@@ -81,3 +81,40 @@ def match_to_schedule(arrived, scheduled) -> list[float]:
     for due, _, channel, pitch in sorted(scheduled):
         waiting.setdefault((channel, pitch), []).append(due)
     return [waiting[(m.channel, m.note)].pop(0) for _, m in arrived]
+
+
+class Receiver:
+    """A real MIDI input connected to a port; records (arrival time, message)."""
+
+    def __init__(self, port: str):
+        from sonify.live.midi import midi_module
+
+        mido = midi_module()
+        deadline = time.monotonic() + 20
+        while port not in mido.get_input_names():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"port {port} never appeared; inputs: {mido.get_input_names()}")
+            time.sleep(0.02)
+        self.got: list = []
+        self.port = mido.open_input(port, callback=lambda m: self.got.append((time.monotonic(), m)))
+
+    def notes_on(self):
+        return [(t, m) for t, m in self.got if m.type == "note_on" and m.velocity > 0]
+
+    def close(self):
+        self.port.close()
+
+
+def assert_all_notes_off(got) -> None:
+    """Every note-on received was ended (note-off, or note-on at velocity 0), and All Notes
+    Off (CC 123) came on every channel that played."""
+    sounding: dict[tuple[int, int], int] = {}
+    for _, m in got:
+        if m.type == "note_on" and m.velocity > 0:
+            sounding[(m.channel, m.note)] = sounding.get((m.channel, m.note), 0) + 1
+        elif m.type in ("note_off", "note_on"):
+            sounding[(m.channel, m.note)] = max(sounding.get((m.channel, m.note), 0) - 1, 0)
+    left = [k for k, v in sounding.items() if v]
+    assert not left, f"notes left sounding (channel, pitch): {left[:10]}"
+    all_off = {m.channel for _, m in got if m.type == "control_change" and m.control == 123}
+    assert {c for c, _ in sounding} <= all_off

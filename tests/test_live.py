@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 import soundfile
-from jackrig import match_to_schedule, start_jack, stop_jack
+from jackrig import Receiver, assert_all_notes_off, match_to_schedule, start_jack, stop_jack
 from traces import generated
 
 from sonify import load_preset
@@ -35,26 +35,6 @@ def jack(tmp_path_factory):
 
     sounddevice._terminate()  # PortAudio must let go of the server before it stops
     stop_jack(proc)
-
-
-class Receiver:
-    """A real MIDI input connected to a port; records (arrival time, message)."""
-
-    def __init__(self, port: str):
-        mido = midi_module()
-        deadline = time.monotonic() + 20
-        while port not in mido.get_input_names():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"port {port} never appeared; inputs: {mido.get_input_names()}")
-            time.sleep(0.02)
-        self.got: list = []
-        self.port = mido.open_input(port, callback=lambda m: self.got.append((time.monotonic(), m)))
-
-    def notes_on(self):
-        return [(t, m) for t, m in self.got if m.type == "note_on" and m.velocity > 0]
-
-    def close(self):
-        self.port.close()
 
 
 def voices(preset):
@@ -149,16 +129,8 @@ def test_stopping_sends_note_off_for_every_sounding_note(jack, tmp_path, sig, co
     returncode, stderr, got = play_and_stop(jack, sig, tmp_path)
     assert returncode == code, stderr
     assert "Traceback" not in stderr and "all notes off" in stderr
-    sounding: dict[tuple[int, int], int] = {}
-    for _, m in got:
-        if m.type == "note_on" and m.velocity > 0:
-            sounding[(m.channel, m.note)] = sounding.get((m.channel, m.note), 0) + 1
-        elif m.type in ("note_off", "note_on"):
-            sounding[(m.channel, m.note)] = max(sounding.get((m.channel, m.note), 0) - 1, 0)
     assert any(m.type == "note_on" for _, m in got)
-    assert not [k for k, v in sounding.items() if v], "notes left sounding"
-    all_off = {m.channel for _, m in got if m.type == "control_change" and m.control == 123}
-    assert {c for c, _ in sounding} <= all_off
+    assert_all_notes_off(got)
 
 
 def test_osc_messages_arrive_at_a_real_receiver(jack):

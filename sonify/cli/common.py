@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from ..errors import SonifyError
 RENDERS = Path("renders")
 VIRTUAL = "<virtual>"
 DEFAULT_TOKENS_HELP = 200
+API_KEY_VARIABLE = "SONIFY_API_KEY"
 
 
 def read_text(source: str) -> tuple[str, str]:
@@ -40,14 +43,38 @@ def read_text(source: str) -> tuple[str, str]:
     return text, name
 
 
+class _RefuseKeyOnCommandLine(argparse.Action):
+    """``--api-key KEY`` would leave the key in the shell's history: refused, with the way to do it."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        parser.error(
+            f"--api-key is not taken on the command line (it would stay in your shell history); put the key in an "
+            f"environment variable and name it with --api-key-env VAR (default: {API_KEY_VARIABLE})"
+        )
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument(
-        "--model", metavar="DIR", help="checkpoint folder, HF cache folder or cached hub id (default: the shipped model)"
+        "--model",
+        metavar="DIR",
+        help="checkpoint folder, HF cache folder or cached hub id (default: the shipped model); with --server, the model name to ask for",
     )
-    g.add_argument("--backend", default="auto", help="auto | numpy | mlx (default: auto = MLX on Apple Silicon, else NumPy)")
+    g.add_argument("--backend", default=None, help="auto | numpy | mlx (default: auto = MLX on Apple Silicon, else NumPy)")
     g.add_argument("--window", type=int, metavar="N", help="context window in tokens (default: the model's, at most 2048)")
     g.add_argument("--threads", type=int, metavar="N", help="BLAS threads (default: all cores)")
+    s = p.add_argument_group("inference server (instead of running the model here)")
+    s.add_argument(
+        "--server",
+        metavar="URL",
+        help="use the model behind this OpenAI-compatible server (vLLM, llama.cpp, mlx_lm.server), e.g. http://127.0.0.1:8080/v1",
+    )
+    s.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        help=f"the environment variable holding the server's API key (default: {API_KEY_VARIABLE}, if set)",
+    )
+    s.add_argument("--api-key", nargs="?", action=_RefuseKeyOnCommandLine, help=argparse.SUPPRESS)
 
 
 def add_sampler_args(p: argparse.ArgumentParser) -> None:
@@ -75,10 +102,41 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
 
 
 def model_settings(args: argparse.Namespace, alternatives: int = 5):
-    """The ModelSettings the model flags name."""
+    """The ModelSettings the model flags name (with ``--server``, the server's)."""
     from ..model.loader import ModelSettings
 
-    return ModelSettings(args.model, args.backend, args.window, args.threads, alternatives)
+    if args.server is None:
+        if args.api_key_env is not None:
+            raise SonifyError("--api-key-env goes with --server URL")
+        return ModelSettings(args.model, args.backend or "auto", args.window, args.threads, alternatives)
+    local = [
+        flag
+        for flag, value in (("--backend", args.backend), ("--window", args.window), ("--threads", args.threads))
+        if value is not None
+    ]
+    if local:
+        raise SonifyError(f"{local[0]} sets up the model in-process; with --server the server runs the model")
+    from ..model.remote import RemoteSettings
+
+    def notify(message: str) -> None:
+        print(f"server: {message}", file=sys.stderr, flush=True)
+
+    remote = RemoteSettings(
+        args.server, api_key=_api_key(args.api_key_env), model=args.model, alternatives=max(20, alternatives), notify=notify
+    )
+    return ModelSettings(alternatives=alternatives, server=remote)
+
+
+def _api_key(variable: str | None) -> str | None:
+    """The API key from the environment variable ``variable`` (default: SONIFY_API_KEY, if set)."""
+    if variable is None:
+        return os.environ.get(API_KEY_VARIABLE) or None
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", variable):
+        raise SonifyError("--api-key-env takes the NAME of an environment variable (e.g. SONIFY_API_KEY), not the key itself")
+    key = os.environ.get(variable)
+    if not key:
+        raise SonifyError(f"--api-key-env {variable}: that environment variable is not set; export {variable}=... first")
+    return key
 
 
 def generation(args: argparse.Namespace):

@@ -15,6 +15,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     explain.add_argument("preset", nargs="?", default="default", help="preset name or .toml path (default: default)")
     explain.add_argument("--model", metavar="DIR", help="give the limits in this model's units (default: the shipped model's)")
+    explain.add_argument(
+        "--server",
+        action="store_true",
+        help="say what each voice does for a model behind an inference server (no attention, layer or embedding telemetry)",
+    )
     explain.set_defaults(run=run_explain)
     models = sub.add_parser(
         "models", help="list the models found on this machine", description="List the shipped model and the local HF cache."
@@ -51,5 +56,7 @@ def run_explain(args: argparse.Namespace) -> int:
         from ..pipeline import calibration_for
 
         calibration = calibration_for(ModelSettings(args.model).load())
-    print(explain(preset, calibration))
+    from ..model.frame import TELEMETRY_GROUPS
+
+    print(explain(preset, calibration, TELEMETRY_GROUPS if args.server else ()))
     return 0

@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..interlude.piece import InterludeSettings, chapters_json, cut_to_fit, frames_within, make_interlude, words_json
     from ..interlude.speech import espeak, recording
-    from ..model.engine import Engine
+    from ..model.sources import StreamRequest, open_stream
     from ..music.preset import load_preset
     from ..outputs.audio import write_audio
     from ..outputs.files import atomic_write, prepare_output_folder, slug
@@ -71,22 +71,22 @@ def run(args: argparse.Namespace) -> int:
     preset = load_preset(args.preset)
     folder = prepare_output_folder(args.out)
     available = args.duration - args.fade_out - 0.5
-    model = model_settings(args).load()
-    engine = Engine(model)
+    settings = model_settings(args)
     speech = None
-    if args.transcript:
-        text, name = read_text(args.transcript)
-        frames = list(engine.read(text))
-        speech = recording(args.voice_file, text)
-    elif args.read:
-        text, name = read_text(args.read)
-        frames = list(engine.read(text))
+    gen = generation(args)
+    if args.transcript or args.read:
+        text, name = read_text(args.transcript or args.read)
+        speech = recording(args.voice_file, text) if args.transcript else None
+        stream = open_stream(settings, StreamRequest(text=text))
     else:
         name = slug(args.prompt)
-        gen = generation(args)
         # Enough text for the time: about 2.5 words (4 tokens) a second when spoken, more for music alone.
         tokens = int(args.duration * (4 if args.speak else 8)) + 16
-        frames = list(engine.generate(args.prompt, max_tokens=tokens, sampler=gen.sampler, seed=gen.seed, stop_at_eos=False))
+        stream = open_stream(settings, StreamRequest(args.prompt, max_tokens=tokens, generation=gen, stop_at_eos=False))
+    frames = list(stream.frames)
+    if not frames:
+        raise SonifyError("the model produced no tokens; give a prompt or a text to read")
+    if not (args.transcript or args.read):
         text = "".join(f.text for f in frames)
     if args.speak and speech is None:
         speech = espeak(text, voice=args.voice, words_per_minute=args.wpm)
@@ -102,7 +102,12 @@ def run(args: argparse.Namespace) -> int:
             if args.read:
                 print(f"read the first {len(speech.words)} of {spoken} words to fit {args.duration:g} s", file=sys.stderr)
     shape = InterludeSettings(args.duration, args.lufs, preset.synth.ceiling, args.fade_in, args.fade_out, args.duck)
-    piece = make_interlude(frames, preset, shape, speech=speech)
+    calibration = None
+    if stream.model is not None:
+        from ..pipeline import calibration_for
+
+        calibration = calibration_for(stream.model)
+    piece = make_interlude(frames, preset, shape, speech=speech, calibration=calibration)
     name = args.name or f"{name}-interlude"
     subtype = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}[args.bits]
     written = [write_audio(folder / f"{name}.{args.format}", piece.audio, piece.sample_rate, subtype)]
@@ -116,11 +121,7 @@ def run(args: argparse.Namespace) -> int:
             with atomic_write(folder / f"{name}{suffix}") as f:
                 f.write(data)
             written.append(folder / f"{name}{suffix}")
-    written.append(
-        Trace(engine.header("read" if args.read or args.transcript else "generate", text=text), list(piece.frames)).write(
-            folder / f"{name}.trace.jsonl"
-        )
-    )
+    written.append(Trace({**stream.header(), "text": text}, list(piece.frames)).write(folder / f"{name}.trace.jsonl"))
     print(
         f"{args.duration:g} s interlude ({len(piece.frames)} tokens, {preset.name} preset{', spoken' if piece.words else ''}):",
         file=sys.stderr,

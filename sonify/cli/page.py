@@ -66,6 +66,7 @@ def run_page(args: argparse.Namespace) -> int:
     from ..outputs.files import prepare_output_folder
     from ..outputs.page import PageAudio, page_info, write_page
     from ..outputs.trace import Trace
+    from ..pipeline import trace_calibration
 
     base = render_base(args.source)
     trace_path = Path(args.source) if str(args.source).endswith(".jsonl") else base.with_name(base.name + ".trace.jsonl")
@@ -76,7 +77,8 @@ def run_page(args: argparse.Namespace) -> int:
         raise SonifyError(f"{trace_path} holds no tokens; nothing to show")
     recorded = recorded_preset(base.with_name(base.name + ".json"))
     preset = load_preset(args.preset or recorded or "default")
-    score = make_score(trace.frames, preset)
+    calibration, _ = trace_calibration(trace)
+    score = make_score(trace.frames, preset, calibration)
     folder = prepare_output_folder(args.out or trace_path.parent)
     path = folder / f"{args.name or base.name}.html"
     audio_file = next((base.with_name(base.name + s) for s in AUDIO_SUFFIXES if base.with_name(base.name + s).is_file()), None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from itertools import islice
 from pathlib import Path
 
 from ..errors import SonifyError, Terminated
@@ -96,8 +97,31 @@ def _frames_for_play(args: argparse.Namespace, engine, gen):
     return engine.generate(args.prompt, max_tokens=limit, sampler=gen.sampler, seed=gen.seed, stop_at_eos=args.duration is None)
 
 
+def _remote_frames_for_play(args: argparse.Namespace, settings, gen, lost: list):
+    """The server's Frames; if the server is lost for good, the stream just ends (the music
+    closes as at any end, no note left hanging) and the reason is kept in ``lost``."""
+    from ..model.remote import ServerLost
+    from ..model.sources import StreamRequest, open_stream
+
+    if args.type:
+        raise SonifyError("--type reads what you type with the model in-process; with --server give a prompt or --read FILE")
+    text = read_text(args.read)[0] if args.read is not None else None
+    limit = args.tokens if args.tokens is not None else 1_000_000
+    stream = open_stream(settings, StreamRequest(args.prompt, text, limit, gen, args.duration is None))
+    frames = islice(stream.frames, args.tokens) if text is not None and args.tokens else stream.frames
+
+    def until_lost():
+        try:
+            yield from frames
+        except ServerLost as exc:
+            lost.append(exc)
+
+    return until_lost(), stream.describe
+
+
 def run_play(args: argparse.Namespace) -> int:
     import signal
+    from itertools import chain
 
     from ..live.scheduler import Scheduler
     from ..model.engine import Engine
@@ -122,15 +146,32 @@ def run_play(args: argparse.Namespace) -> int:
             raise SonifyError(f"--record {path}: folder {Path(path).parent} does not exist")
     preset = load_preset(args.preset)
     gen = generation(args)
-    model = model_settings(args).load()
-    engine = Engine(model)
-    voices = make_score(list(engine.generate("", max_tokens=1)), preset).voices
+    settings = model_settings(args)
+    lost: list = []
+    if settings.server is not None:
+        frames, describe = _remote_frames_for_play(args, settings, gen, lost)
+        first = next(frames, None)  # the outputs are set up from the first token the server sends
+        if first is None:
+            raise lost[0] if lost else SonifyError("the server sent no tokens; give a prompt or a longer --tokens")
+        voices = make_score([first], preset).voices
+        frames = chain([first], frames)
+        model_name = describe()[0]
+        calibration = None  # a server's model plays against the shipped model's calibration
+    else:
+        from ..pipeline import calibration_for
+
+        model = settings.load()
+        engine = Engine(model)
+        calibration = calibration_for(model)
+        voices = make_score(list(engine.generate("", max_tokens=1)), preset).voices
+        frames = _frames_for_play(args, engine, gen)
+        model_name = model.name
     scheduler = Scheduler()
     midi = audio = osc = view = page = None
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         if args.page is not None:
-            page = _live_page(args, scheduler, preset, model.name, voices)
+            page = _live_page(args, scheduler, preset, model_name, voices)
         if args.midi_out is not None:
             from ..live.midi import MidiOut, open_output
 
@@ -148,12 +189,12 @@ def run_play(args: argparse.Namespace) -> int:
         if not args.quiet and not args.type and sys.stdout.isatty():
             from ..live.view import TerminalView
 
-            view = TerminalView(f"sonify · {preset.name} · {model.name}")
+            view = TerminalView(f"sonify · {preset.name} · {model_name}")
         from ..live.player import LiveTiming, Player
 
         timing = LiveTiming(latency=args.latency, clock=not args.no_clock, max_seconds=args.duration)
         player = Player(preset, midi=midi, audio=audio, osc=osc, view=view, page=page, scheduler=scheduler, timing=timing)
-        report = player.play(_frames_for_play(args, engine, gen))
+        report = player.play(frames, calibration)
     finally:
         signal.signal(signal.SIGTERM, previous)
         scheduler.stop()
@@ -179,6 +220,8 @@ def run_play(args: argparse.Namespace) -> int:
     if report.interrupted is not None:
         print("stopped; all notes off", file=sys.stderr)
         return 143 if isinstance(report.interrupted, Terminated) else 130
+    if lost:
+        raise SonifyError(f"{lost[0]}; the music ended there, all notes off")
     return 0
 
 

@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..model.engine import Engine
+    from ..model.sources import StreamRequest, open_stream
     from ..outputs.trace import Trace
 
     if args.read is not None and args.prompt:
@@ -44,31 +44,22 @@ def run(args: argparse.Namespace) -> int:
         if args.out is not None:
             raise SonifyError(f"output folder {out.parent} does not exist; create it or choose another --out")
         out.parent.mkdir(parents=True)
-    settings = model_settings(args, alternatives=args.alternatives)
-    model = settings.load()
-    engine = Engine(model, alternatives=settings.alternatives)
-    # Tokenized once here: the ids give the progress bar its length and feed the engine.
-    if text is not None:
-        header = engine.header("read", text=text)
-        ids = model.tokenizer.encode(text)
-        frames, total = engine.read_ids(ids), len(ids)
-    else:
-        header = engine.header("generate", prompt=args.prompt, sampler=gen.sampler.to_dict(), seed=gen.seed, max_tokens=args.tokens)
-        ids = model.tokenizer.encode(args.prompt) if args.prompt else []
-        frames = engine.generate(ids, max_tokens=args.tokens, sampler=gen.sampler, seed=gen.seed, stop_at_eos=not gen.ignore_eos)
-        total = len(ids) + args.tokens
-    trace = Trace(header)
+    stream = open_stream(
+        model_settings(args, alternatives=args.alternatives), StreamRequest(args.prompt, text, args.tokens, gen, not gen.ignore_eos)
+    )
+    frames = []
     echo = not args.quiet and sys.stdout.isatty()
     with token_progress(enabled=not echo and sys.stderr.isatty()) as (start, advance):
-        start(total)
-        for frame in frames:
-            trace.frames.append(frame)
+        start(stream.total)
+        for frame in stream.frames:
+            frames.append(frame)
             advance()
             if echo:
                 sys.stdout.write(frame.text)
                 sys.stdout.flush()
     if echo:
         sys.stdout.write("\n")
-    trace.write(out)
-    print(f"wrote {out} ({len(trace.frames)} tokens, model {model.name}, backend {model.backend})", file=sys.stderr)
+    Trace(stream.header(), frames).write(out)
+    name, backend = stream.describe()
+    print(f"wrote {out} ({len(frames)} tokens, model {name}, backend {backend})", file=sys.stderr)
     return 0

@@ -19,6 +19,7 @@ from scipy.signal import resample_poly
 
 from ..errors import SonifyError
 from ..model.frame import Frame
+from ..music.calibration import Calibration
 from ..music.mapping import longest_prefix_within, make_score
 from ..music.preset import Preset
 from ..music.scales import key_pitch_class, scale_pitches
@@ -121,9 +122,9 @@ def resolve(score: Score, preset: Preset, at: float, length: float) -> Score:
     return replace(score, notes=sort_notes(list(score.notes) + added), end=end)
 
 
-def fit_frames(frames: Sequence[Frame], preset: Preset, seconds: float) -> list[Frame]:
+def fit_frames(frames: Sequence[Frame], preset: Preset, seconds: float, calibration: Calibration | None = None) -> list[Frame]:
     """The longest prefix of ``frames`` whose music (preset timing) ends by ``seconds``."""
-    return list(frames[: max(longest_prefix_within(frames, preset, seconds), 1)])
+    return list(frames[: max(longest_prefix_within(frames, preset, seconds, calibration), 1)])
 
 
 def duck_curve(voice: np.ndarray, sample_rate: int, depth_db: float, attack: float = 0.04, release: float = 0.35) -> np.ndarray:
@@ -187,6 +188,7 @@ def make_interlude(
     preset: Preset,
     settings: InterludeSettings,
     speech: Speech | None = None,
+    calibration: Calibration | None = None,
 ) -> Interlude:
     """An interlude of exactly ``settings.duration`` seconds at 48 kHz from ``frames`` (and
     a spoken reading of their text, if ``speech`` is given)."""
@@ -205,13 +207,13 @@ def make_interlude(
                 "give a longer --duration or a shorter text"
             )
         clock = SpokenClock(speech.words, start, TempoMap.constant(preset.music.tempo))
-        score = make_score(frames, preset, clock=clock)
+        score = make_score(frames, preset, calibration, clock=clock)
         words = tuple(SpokenWord(w.text, w.char_start, w.char_end, w.start + start, w.end + start) for w in speech.words)
         last = score.end
     else:
         start = 0.0
-        frames = fit_frames(frames, preset, music_end - 1.0)
-        score = make_score(frames, preset)
+        frames = fit_frames(frames, preset, music_end - 1.0, calibration)
+        score = make_score(frames, preset, calibration)
         words = ()
         last = max((u.time + u.duration for u in score.units), default=0.0)
     resolve_at = min(last, music_end - 0.5)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from ..errors import SonifyError
 from ..model.frame import Frame
+from ..music.calibration import Calibration
 from ..music.preset import Preset
 from ..music.score import Note
 from .audio import AudioOut
@@ -115,12 +116,14 @@ class Player:
 
     # ------------------------------------------------------------------ play
 
-    def play(self, frames: Iterator[Frame]) -> Performance:
+    def play(self, frames: Iterator[Frame], calibration: Calibration | None = None) -> Performance:
+        """Perform ``frames`` as they come; ``calibration`` is the model's (default: the
+        shipped model's). Returns what happened."""
         report = Performance()
         inbox: queue.Queue = queue.Queue(maxsize=64)
         done = threading.Event()
         producer = threading.Thread(target=self._produce, args=(frames, inbox, done, report), name="sonify-model", daemon=True)
-        growing = GrowingScore(self.preset)
+        growing = GrowingScore(self.preset, calibration)
         zero = self.audio.start() if self.audio is not None else None
         if self.view is not None:
             self.view.start()

@@ -11,6 +11,7 @@ from .backends import create_decoder, resolve_backend
 from .checkpoint import DEFAULT_MODEL_DIR, CheckpointTensors, open_tensors, read_config, resolve_model_dir
 from .families import Architecture, build_architecture, load_decoder_weights
 from .quantized import quantization_settings
+from .remote import RemoteSettings
 from .tokenizer import TextTokenizer
 
 DEFAULT_WINDOW = 2048
@@ -70,16 +71,20 @@ class ModelSettings:
 
     ``path`` is a checkpoint folder, a Hugging Face cache folder or a cached hub id
     (``None``: the shipped model); ``alternatives`` is how many likeliest tokens each
-    Frame keeps beside the chosen one."""
+    Frame keeps beside the chosen one. ``server`` set: the model runs behind that inference
+    server instead (``sources.open_stream`` reads it), and nothing is loaded here."""
 
     path: str | os.PathLike | None = None
     backend: str = "auto"
     window: int | None = None
     threads: int | None = None
     alternatives: int = 5
+    server: RemoteSettings | None = None
 
     def load(self) -> LanguageModel:
         """The model these settings name, loaded."""
+        if self.server is not None:
+            raise SonifyError(f"the model runs behind {self.server.url}; it is not loaded in-process")
         return load_model(self.path, backend=self.backend, window=self.window, threads=self.threads)
 
 
