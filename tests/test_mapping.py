@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from traces import generated, read
 
-from sonify import Frame
+from sonify import AttentionStats, LayerStats
 from sonify.live.stream import GrowingScore
 from sonify.music.calibration import Calibration, shipped_calibration
 from sonify.music.mapping import make_score
@@ -276,10 +276,8 @@ def test_a_remote_source_without_attention_or_layers_falls_back(poem):
     """Frames that say they lack attention and layer telemetry: the layers voice rests, the
     harmony's spread and the drone follow their fallback signals, nothing crashes."""
 
-    class Remote(Frame):
-        absent = ("attention", "layers", "embedding")
-
-    bare = [Remote(**{f.name: getattr(fr, f.name) for f in dataclasses.fields(Frame)}) for fr in poem]
+    empty = {"attention": AttentionStats.empty(), "layers": LayerStats.empty(), "embedding": ()}
+    bare = [dataclasses.replace(fr, absent=("attention", "layers", "embedding"), **empty) for fr in poem]
     score = make_score(bare, load_preset("default"))
     assert not score.notes_of("layers") and not score.controls_of("layers")
     assert score.notes_of("harmony") and score.controls_of("drone")

@@ -249,8 +249,9 @@ FAST_PRESET = """
 [music]
 tempo = 400.0
 [timing]
+words_per_minute = 240.0
 step = 0.25
-newline_rest = 0.5
+line_rest = 0.5
 [voices.ghosts]
 enabled = false
 [voices.harmony]
