@@ -53,9 +53,10 @@ class HarmonyPart(Part):
     def __init__(self, settings: Harmony, tempo, out, calibration, key: Key):
         super().__init__(settings, tempo, out)
         self.v = settings
-        self.tension = Mapped(settings.tension, calibration)
-        self.spread = Mapped(settings.spread, calibration)
-        self.velocity = Mapped(settings.velocity, calibration)
+        # A chord follows the mean of a bar's words: its limits are of the model's means over spans of words.
+        self.tension = Mapped(settings.tension, calibration, span=True)
+        self.spread = Mapped(settings.spread, calibration, span=True)
+        self.velocity = Mapped(settings.velocity, calibration, span=True)
         self.sounding: dict[int, Note] = {}  # pitch -> opened note
         self.chord: tuple[int, ...] = ()
         self.key = key

@@ -83,14 +83,15 @@ class Mapped:
     Where the unit lacks the signal (its source has no such telemetry), the mapping's
     ``fallback`` signal stands in, by its own calibrated rank; ``"rest"`` returns None."""
 
-    def __init__(self, value, calibration):
+    def __init__(self, value, calibration, span: bool = False):
         self.value = value
-        self.scaler = None if isinstance(value, int | float) else Scaler(value, calibration)
+        self.scaler = None if isinstance(value, int | float) else Scaler(value, calibration, span=span)
         self.fallback = None
         if self.scaler is not None and value.fallback not in (None, "rest"):
             from .signals import Scaling
 
-            self.fallback = Scaler(Scaling(value.fallback, "quantile", ("5%", "95%"), value.range, value.curve), calibration)
+            fallback = Scaling(value.fallback, "quantile", ("5%", "95%"), value.range, value.curve)
+            self.fallback = Scaler(fallback, calibration, span=span)
 
     @property
     def signal(self) -> str | None:

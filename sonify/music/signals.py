@@ -230,10 +230,11 @@ class Scaler:
     model read and one it wrote scale against their own tables), or a rolling window kept
     (bounded: ``window`` values). Call it with one value; it gives the parameter."""
 
-    def __init__(self, scaling: Scaling, calibration: Calibration | None, layer: int | None = None):
+    def __init__(self, scaling: Scaling, calibration: Calibration | None, layer: int | None = None, span: bool = False):
         self.scaling = scaling
         self.calibration = calibration
         self.layer = layer
+        self.span = span  # scaling means over spans of words: their own calibration table
         self.recent: deque[float] = deque(maxlen=scaling.window or 1)
         self.last = 0.0  # the last finite input, standing in for NaN and inf
         self._limits: dict[str, tuple[float, float]] = {}
@@ -250,7 +251,7 @@ class Scaler:
             q = float(limit.rstrip("%"))
             if s.transform == "quantile":
                 return q / 100.0
-            value = self.calibration.percentile(s.signal, q, self.layer, mode) if self.calibration is not None else q / 100.0
+            value = self.calibration.percentile(s.signal, q, self.layer, mode, self.span) if self.calibration is not None else q / 100.0
             return transform(value, s.transform)
         return float(limit) if s.transform == "quantile" else transform(float(limit), s.transform)
 
@@ -270,7 +271,7 @@ class Scaler:
             lo, hi = (self._rolling_limit(limit, window) for limit in s.limits)
         else:
             if s.transform == "quantile":
-                t = self.calibration.cdf(s.signal, value, self.layer, mode) if self.calibration is not None else 0.5
+                t = self.calibration.cdf(s.signal, value, self.layer, mode, self.span) if self.calibration is not None else 0.5
             else:
                 t = transform(value, s.transform)
             lo, hi = self.limits(mode)
@@ -303,6 +304,6 @@ class Scaler:
                 return float(x)
             if self.calibration is None:
                 return float("nan")
-            return self.calibration.percentile(s.signal, float(x.rstrip("%")), self.layer, mode)
+            return self.calibration.percentile(s.signal, float(x.rstrip("%")), self.layer, mode, self.span)
 
         return value(s.limits[0]), value(s.limits[1])

@@ -24,7 +24,7 @@ import importlib.resources
 import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,7 @@ VERSION = 2
 PERCENTILES = np.arange(101, dtype=np.float64)  # every whole percentile, 0..100
 MODES = ("read", "generated")
 GENERATED_TOKENS = 1500  # how much the model writes for the generation table
+SPAN_WORDS = 6  # the harmony reads means over spans of about this many words (a bar)
 PROMPT_LINES = 3  # of the reference text, as the prompt for it
 
 Table = tuple[float, ...]
@@ -64,14 +65,19 @@ def _table(values: Iterable[float]) -> Table:
 @dataclass(frozen=True)
 class Tables:
     """Percentiles 0..100 per word of each signal (``signals``), of each layer signal, one
-    table per layer (``layers``), and of the alternatives' signals, for one mode."""
+    table per layer (``layers``), and of the alternatives' signals, for one mode; and of
+    each signal's mean over ``SPAN_WORDS`` consecutive words (``spans``: what a chord, which
+    follows the words of a bar, reads)."""
 
     words: int
     signals: dict[str, Table]
     layers: dict[str, tuple[Table, ...]]
     alternatives: dict[str, Table]
+    spans: dict[str, Table] = field(default_factory=dict)
 
-    def table(self, signal: str, layer: int | None) -> Table:
+    def table(self, signal: str, layer: int | None, span: bool = False) -> Table:
+        if span and signal in self.spans:
+            return self.spans[signal]
         if signal in self.alternatives:
             return self.alternatives[signal]
         if signal in self.layers:
@@ -92,7 +98,12 @@ class Tables:
             layers[name] = tuple(_table(r[j] for r in rows if len(r) > j) for j in range(width))
         alt_names = sorted({k for _, _, alts in words for a in alts for k in a})
         alternatives = {name: _table(a[name] for _, _, alts in words for a in alts if name in a) for name in alt_names}
-        return cls(len(words), signals, layers, alternatives)
+        spans = {}
+        for name in names:
+            x = np.array([s.get(name, math.nan) for s, _, _ in words], dtype=np.float64)
+            windows = [x[i : i + SPAN_WORDS] for i in range(max(len(x) - SPAN_WORDS + 1, 0))]
+            spans[name] = _table(float(np.nanmean(w)) for w in windows if np.isfinite(w).any())
+        return cls(len(words), signals, layers, alternatives, spans)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -100,6 +111,7 @@ class Tables:
             "signals": {k: [round(v, 6) for v in t] for k, t in self.signals.items()},
             "layers": {k: [[round(v, 6) for v in t] for t in ts] for k, ts in self.layers.items()},
             "alternatives": {k: [round(v, 6) for v in t] for k, t in self.alternatives.items()},
+            "spans": {k: [round(v, 6) for v in t] for k, t in self.spans.items()},
         }
 
     @classmethod
@@ -117,6 +129,7 @@ class Tables:
             signals={k: table(v, k) for k, v in d["signals"].items()},
             layers={k: tuple(table(t, f"{k}[{j}]") for j, t in enumerate(v)) for k, v in d["layers"].items()},
             alternatives={k: table(v, k) for k, v in d["alternatives"].items()},
+            spans={k: table(v, f"spans.{k}") for k, v in d.get("spans", {}).items()},
         )
 
 
@@ -137,13 +150,14 @@ class Calibration:
         """The tables of ``mode``, or of the other mode where this one was not measured."""
         return self.modes.get(mode) or next(iter(self.modes.values()))
 
-    def percentile(self, signal: str, q: float, layer: int | None = None, mode: str = "read") -> float:
-        """The value below which ``q`` percent of the model's words lie (in ``mode``; for a layer signal: of that layer)."""
-        return float(np.interp(q, PERCENTILES, self.tables(mode).table(signal, layer)))
+    def percentile(self, signal: str, q: float, layer: int | None = None, mode: str = "read", span: bool = False) -> float:
+        """The value below which ``q`` percent of the model's words lie (in ``mode``; for a
+        layer signal: of that layer; ``span``: of its means over spans of words)."""
+        return float(np.interp(q, PERCENTILES, self.tables(mode).table(signal, layer, span)))
 
-    def cdf(self, signal: str, value: float, layer: int | None = None, mode: str = "read") -> float:
+    def cdf(self, signal: str, value: float, layer: int | None = None, mode: str = "read", span: bool = False) -> float:
         """The share (0..1) of the model's words (in ``mode``) whose signal lies below ``value``."""
-        table = np.asarray(self.tables(mode).table(signal, layer))
+        table = np.asarray(self.tables(mode).table(signal, layer, span))
         if table[-1] <= table[0]:
             return 0.5
         lo = np.searchsorted(table, value, side="left")
