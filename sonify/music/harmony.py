@@ -62,7 +62,6 @@ class HarmonyPart(Part):
         self.key = key
         self.pending: list[Heard] = []  # words since the last change
         self.next_change: float | None = None  # seconds
-        self.changes: list[tuple[float, float, float, tuple[int, ...]]] = []  # (time, tension signal, size signal, pitches)
 
     @property
     def period(self) -> float:
@@ -105,7 +104,6 @@ class HarmonyPart(Part):
         spread = min(max(self._parameter(self.spread, words, 0.5), 0.0), 1.0)
         velocity = self._parameter(self.velocity, words, 54.0)
         pitches = self._voice(tension, spread)
-        self.changes.append((at, self._mean(self.tension, words), self._mean(self.spread, words), pitches))
         token = words[-1].placed.tokens[0] if words[-1].placed.tokens else words[-1].placed.index
         for pitch in list(self.sounding):
             if pitch not in pitches:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .part import Heard, Key, Mapped, Part, layer_values
+from .part import Heard, Key, Mapped, Part
 from .preset import Drone, Layers
 from .score import Note
 from .signals import Scaler
@@ -50,7 +50,7 @@ class LayersPart(Part):
         self.key = key
 
     def word(self, heard: Heard) -> None:
-        values = layer_values(heard, self.v.level.signal)
+        values = heard.layer_signal(self.v.level.signal)
         if values.size == 0:
             return  # no layer telemetry: the organ rests (its fallback)
         token = heard.placed.tokens[0] if heard.placed.tokens else heard.placed.index

@@ -28,9 +28,7 @@ from .held import DronePart, LayersPart
 from .melody import MelodyPart
 from .part import Heard, Key, Mapped, Part, home_key
 from .preset import Preset, Voice
-from .scales import key_pitch_class
 from .score import Cue, Mark, Placed, Release, Rest, Score, TempoMap, VoiceInfo, sort_controls, sort_notes
-from .signals import unit_signal
 from .texture import TexturePart
 from .timing import PaceClock
 from .units import LineEnd, SectionStart, Segmenter, StanzaBreak, Unit
@@ -78,7 +76,6 @@ class Mapper:
         self.count = 0
         self.release = Release()
         self.parts: list[Part] = []
-        self.layers: LayersPart | None = None
         self.melody: MelodyPart | None = None
 
     # ---------------------------------------------------------------- public
@@ -145,8 +142,7 @@ class Mapper:
         if vs.harmony.enabled:
             self.parts.append(HarmonyPart(vs.harmony, self.tempo, out, cal, self.key))
         if vs.layers.enabled:
-            self.layers = LayersPart(vs.layers, self.tempo, out, cal, self.key, self.home, len(first.layers.update))
-            self.parts.append(self.layers)
+            self.parts.append(LayersPart(vs.layers, self.tempo, out, cal, self.key, self.home, len(first.layers.update)))
         if vs.drone.enabled:
             self.parts.append(DronePart(vs.drone, self.tempo, out, cal, self.key))
         if vs.texture.enabled:
@@ -333,4 +329,4 @@ def longest_prefix_within(frames: Sequence[Frame], preset: Preset, seconds: floa
     return lo
 
 
-__all__ = ["Mapper", "assemble", "collect", "key_pitch_class", "make_score", "piece_end", "shortest_prefix", "unit_signal"]
+__all__ = ["Clock", "Mapper", "assemble", "collect", "longest_prefix_within", "make_score", "piece_end", "shortest_prefix"]

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from .part import Heard, Key, Mapped, Part
 from .preset import Melody
 from .signals import Scaler, Scaling
@@ -37,7 +35,6 @@ class MelodyPart(Part):
         if settings.gate is not None:
             signal, above = settings.gate
             self.gate = (signal, Scaler(Scaling(signal, limits=(above, above), range=(0.0, 1.0)), calibration))
-        self.sounded = 0  # melody notes so far (the ghosts' budget reads it)
         self.last_pitch: int | None = None
         self.last_velocity = 0
         self.stanza_start(0.0, key)
@@ -114,7 +111,6 @@ class MelodyPart(Part):
         pitch = int(self.grid[index])
         token = heard.placed.tokens[0] if heard.placed.tokens else heard.placed.index
         self.last_pitch, self.last_velocity = pitch, int(round(velocity))
-        self.sounded += 1
         if self.v.figure == "tokens" and len(heard.placed.tokens) > 1:
             self._figure(heard, index, velocity)
             return
@@ -129,7 +125,3 @@ class MelodyPart(Part):
             at = min(max(index + self.direction * shape[j % len(shape)], 0), len(self.grid) - 1)
             self.play(heard.time + j * span, span * self.v.length, int(self.grid[at]), velocity, token)
 
-
-def scale_steps(grid: np.ndarray, a: int, b: int) -> int:
-    """How many steps of ``grid`` lie between pitches ``a`` and ``b`` (signed)."""
-    return int(np.searchsorted(grid, b) - np.searchsorted(grid, a))

@@ -18,7 +18,7 @@ from ..model.frame import Frame
 from .preset import Voice
 from .scales import key_pitch_class, scale_pitches
 from .score import Control, Note, Placed, Release, TempoMap
-from .signals import LAYER_SIGNALS, SIGNALS, Scaler, unit_layer_signal, unit_signal
+from .signals import SIGNALS, Scaler, unit_layer_signal, unit_signal
 
 # Which telemetry each signal needs: a source without it (a remote server) leaves the signal out.
 GROUPS = {name: "attention" for name in SIGNALS if name.startswith("attention_")}
@@ -196,7 +196,3 @@ class Part:
     def finish(self, at: float) -> None:
         self.stanza_end(at)
 
-
-def layer_values(heard: Heard, name: str) -> np.ndarray:
-    """A unit's layer signal (kept apart so voices need not know the readers)."""
-    return heard.layer_signal(name) if name in LAYER_SIGNALS else np.zeros(0)
