@@ -75,7 +75,7 @@ def plot_png(frames: Sequence[Frame], score: Score, title: str = "") -> bytes:
     if pitches:
         roll.set_ylim(min(pitches) - 2, max(pitches) + 2)
         roll.legend(loc="upper right")
-    ws = words(score)
+    ws = [w for w in words(score) if w.kind == "word"]  # runs of art would be long, unreadable labels
     step = max(1, len(ws) // MAX_LABELS)
     roll.set_xticks([w.start for w in ws[::step]], [w.text for w in ws[::step]], rotation=60, ha="right", fontsize=8)
     roll.set_xlim(0, score.end)
