@@ -18,6 +18,8 @@ class Scheduler:
         self._order = itertools.count()
         self._wake = threading.Condition()
         self._stopped = False
+        # Held while a call runs: clear() waits on it, so nothing it forgot is still being sent.
+        self._calling = threading.RLock()
         self.lateness: list[float] = []  # seconds each call ran after its due time
         self.errors = 0  # calls that raised
         self._thread = threading.Thread(target=self._run, name="sonify-scheduler", daemon=True)
@@ -29,9 +31,12 @@ class Scheduler:
             self._wake.notify()
 
     def clear(self) -> None:
-        """Forget everything not yet run."""
+        """Forget everything not yet run; returns once a call already under way has ended,
+        so after it nothing scheduled earlier is sent (a panic that follows is the last word)."""
         with self._wake:
             self._heap.clear()
+        with self._calling:
+            pass
 
     def stop(self) -> None:
         with self._wake:
@@ -49,8 +54,11 @@ class Scheduler:
                 if self._stopped:
                     return
                 due, _, call = heapq.heappop(self._heap)
-            self.lateness.append(time.monotonic() - due)
+                self._calling.acquire()
             try:
+                self.lateness.append(time.monotonic() - due)
                 call()
             except Exception:  # a sink's error must not stop the others: counted, not raised
                 self.errors += 1
+            finally:
+                self._calling.release()
