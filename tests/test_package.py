@@ -23,7 +23,9 @@ RENDER_SUFFIXES = (".wav", ".mid", ".srt", ".vtt", ".lrc", ".json", ".trace.json
 def _run(cmd: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"{' '.join(map(str, cmd))} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+    assert done.returncode == 0, (
+        f"{' '.join(map(str, cmd))} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+    )
     return done
 
 
@@ -76,9 +78,7 @@ def outside(tmp_path) -> Path:
 def _package_data() -> set[str]:
     """Every file the package reads besides its code: what git holds under sonify/ that is not Python."""
     return {
-        name
-        for name in _source_files()
-        if name.startswith("sonify/") and not name.endswith(".py") and "__pycache__" not in name
+        name for name in _source_files() if name.startswith("sonify/") and not name.endswith(".py") and "__pycache__" not in name
     }
 
 
