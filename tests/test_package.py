@@ -132,3 +132,22 @@ def test_a_short_interlude(venv, outside):
     rate, frames = _run([str(venv / "python"), "-c", info, "renders/short.wav"], cwd=outside).stdout.split()
     assert (int(rate), int(frames)) == (48000, 6 * 48000)
     assert (outside / "renders" / "short.mid").stat().st_size > 0
+
+
+SOUNDFONT = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
+
+
+def test_the_all_extra_brings_every_optional_feature(dist, venv, outside):
+    """Adds the `all` extra to the environment the tests above ran with the core alone (so this
+    one comes last), then renders with each optional feature: the plot, the MLX backend and the
+    SoundFont engine (which also needs FluidSynth's library and a SoundFont from Debian)."""
+    (wheel,) = dist.glob("sonify-*.whl")
+    _run([str(venv / "python"), "-m", "pip", "install", "-q", f"{wheel}[all]"], cwd=outside)
+    _run([str(venv / "sonify"), "render", "The sea", "--tokens", "20", "--plot", "--backend", "mlx"], cwd=outside)
+    assert (outside / "renders" / "the-sea.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if not SOUNDFONT.is_file():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{SOUNDFONT} is missing (apt-get install timgm6mb-soundfont)")
+        pytest.skip(f"no {SOUNDFONT}")
+    _run([str(venv / "sonify"), "render", "The sea", "--tokens", "20", "--soundfont", str(SOUNDFONT), "--name", "sf"], cwd=outside)
+    assert (outside / "renders" / "sf.wav").stat().st_size > 0
