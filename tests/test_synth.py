@@ -16,7 +16,7 @@ from traces import POEM, read
 from sonify.errors import SonifyError
 from sonify.music.mapping import make_score
 from sonify.music.preset import load_preset, preset_names
-from sonify.music.score import Note, Score, TempoMap, VoiceInfo, sort_notes
+from sonify.music.score import Control, Note, Score, TempoMap, VoiceInfo, sort_controls, sort_notes
 from sonify.outputs.audio import write_audio
 from sonify.synth import SynthEngine, render_audio
 from sonify.synth.master import Limiter, integrated_loudness, master
@@ -224,3 +224,62 @@ def test_fast_limiter_and_partial_remeasure_equal_the_full_computation(poem_scor
     meter.process(raw)
     partial = gated_loudness(_restep(meter, np.array(meter.steps) * float(gain) ** 2, fast, regions, SR), meter.step)
     assert partial == pytest.approx(integrated_loudness(full, SR), abs=1e-4)
+
+
+def controlled_organ_score(pitch: int = 48) -> Score:
+    """One organ note 2 s long whose three stops jump to new values every 50 ms."""
+    tempo = TempoMap.constant(120.0)
+    voice = VoiceInfo("layers", "layers", 0, 0, "organ", 0.0, 0.0, 0.0, 0.0, controllers=(20, 21, 22))
+    note = Note(0.1, 2.0, 0.2, 4.0, pitch, 90, "layers", 0, 0)
+    values = np.random.default_rng(0).integers(0, 128, size=(30, 3))
+    controls = [
+        Control(0.2 + 0.05 * k, tempo.beats(0.2 + 0.05 * k), 20 + j, int(values[k, j]), "layers", 0, k)
+        for k in range(30)
+        for j in range(3)
+    ]
+    return Score((note,), sort_controls(controls), (), (), tempo, (4, 4), (voice,), 2.5)
+
+
+def test_control_changes_glide_without_steps():
+    """A stop that jumps glides over 20 ms, sample by sample and with a smooth slope: the
+    organ's output has no sample a step in level would make (a curve read every 32 samples
+    and held made dozens)."""
+    score = controlled_organ_score()
+    audio = SynthEngine.for_score(score, dry_settings()).process(int(2.4 * SR))
+    assert np.abs(audio).max() > 0.05
+    assert clicks(audio, highest_hz=3 * 131.0) == 0
+    lanes = SynthEngine.for_score(score, dry_settings()).lanes
+    curve = lanes.curve("layers", 20, 0, int(2.4 * SR)).astype(np.float64)
+    glide = 0.02 * SR
+    assert np.abs(np.diff(curve)).max() <= 1.5 / glide * 1.01  # the steepest a smoothstep over 20 ms rises
+    # and read in pieces, the same curve
+    pieces = np.concatenate([lanes.curve("layers", 20, s, 1000) for s in range(0, int(2.4 * SR), 1000)])
+    np.testing.assert_array_equal(pieces[: curve.size], curve.astype(np.float32))
+
+
+@pytest.mark.parametrize("instrument,pitch", [("bell", 96), ("bell", 84), ("keys", 100)])
+def test_fm_has_no_aliases(instrument, pitch):
+    """The modulation index is limited per note so that no sideband that matters lies past
+    Nyquist: everything off the note's harmonic grid is 60 dB below its loudest partial."""
+    settings = dataclasses.replace(dry_settings(), brightness=1.0)
+    points = 32768
+    audio = SynthEngine.for_score(single_voice_score([(0.0, 1.0, pitch)], instrument), settings).process(points)
+    x = audio[:, 0].astype(np.float64)
+    power = np.abs(np.fft.rfft(x * np.blackman(points))) ** 2  # sidelobes below -58 dB, falling fast
+    freqs = np.fft.rfftfreq(points, 1 / SR)
+    f0 = 440.0 * 2 ** ((pitch - 69) / 12)
+    grid = f0 / 2  # the bell's modulator is at 3.5x: its sidebands fall on multiples of f0 / 2
+    off = np.abs(freqs - np.round(freqs / grid) * grid) > 8 * SR / points
+    assert 10 * np.log10(power[off].max() / power.max()) < -60
+
+
+def test_a_tone_held_across_chord_changes_is_not_stolen():
+    """Over the polyphony limit (the organ's is 8) the notes in their release give way
+    first: a common tone held across chord changes sounds on to its end."""
+    held = (0.1, 2.9, 60)
+    chords = [(0.1 + 0.5 * k, 0.5, p + k) for k in range(5) for p in (40, 44, 47, 51, 55, 64, 67)]
+    engine = SynthEngine.for_score(single_voice_score([held] + chords, "organ"), dry_settings())
+    tone = next(s for _, _, s in engine.pending if s.note.pitch == 60 and s.note.duration == 2.9)
+    assert tone.stolen_at is None
+    stolen = [s for _, _, s in engine.pending if s.stolen_at is not None]
+    assert stolen and all(s.stolen_at >= s.gate for s in stolen)  # only released notes made room

@@ -117,12 +117,20 @@ class SynthEngine:
             self.last_end = max(self.last_end, sounding.end)
 
     def _steal_for(self, new: SoundingNote) -> None:
-        """Fade out the note this one replaces: same pitch still sounding, or the oldest over the limit."""
+        """Fade out the notes this one replaces: the same pitch still sounding, and over the
+        polyphony limit the earliest released, then the oldest."""
         playing = [s for s in self.by_voice.get(new.note.voice, []) if s.end > new.start and s.stolen_at is None]
         self.by_voice[new.note.voice] = playing
         victims = [s for s in playing if s.note.pitch == new.note.pitch]
         over = len(playing) - len(victims) + 1 - new.instrument.polyphony
-        victims += [s for s in playing if s not in victims][: max(over, 0)]
+        if over > 0:
+            # Over the limit: notes already in their release go first (the earliest released
+            # first), then the oldest held ones, so a tone held across a chord change goes on.
+            released = sorted(
+                (s for s in playing if s not in victims and s.start + s.gate * self.sample_rate <= new.start),
+                key=lambda s: s.start + s.gate * self.sample_rate,
+            )
+            victims += (released + [s for s in playing if s not in victims and s not in released])[:over]
         for s in victims:
             s.stolen_at = (new.start - s.start) / self.sample_rate
             s.end = min(s.end, new.start + int(np.ceil(STEAL_SECONDS * self.sample_rate)) + 1)
@@ -143,6 +151,11 @@ class SynthEngine:
         """The next ``frames`` samples, (frames, 2) float32."""
         return self._effects(self._voices(frames), frames)
 
+    def dry(self, frames: int) -> dict[str, np.ndarray]:
+        """The next ``frames`` samples of each voice's bus, mono, before pan and effects
+        (for analysis; a voice with no note in the block may be missing)."""
+        return self._voices(frames)
+
     def blocks(self, total: int, size: int = 65536) -> Iterator[np.ndarray]:
         """The next ``total`` samples in blocks of ``size``, the same samples ``process``
         gives; the notes of the next block render in a worker thread while the effects
@@ -162,6 +175,7 @@ class SynthEngine:
         """Each voice's notes summed into one mono bus (level applied) for the next block."""
         b0, b1 = self.position, self.position + frames
         self.position = b1
+        self.lanes.block(b0, frames)
         while self.pending and self.pending[0][0] < b1:
             self.active.append(self.pending.pop(0)[2])
         buses: dict[str, np.ndarray] = {}

@@ -7,8 +7,12 @@ controllers (the organ's stops, the drone's expression) through ``note.control``
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
+from scipy.optimize import brentq
 from scipy.signal import butter, lfilter
+from scipy.special import jv
 
 from .dsp import TWO_PI, phase, saw, square
 from .voice import Instrument, SoundingNote
@@ -31,10 +35,36 @@ def _sine(note: SoundingNote, n: np.ndarray) -> np.ndarray:
     return np.sin(TWO_PI * p) + 0.12 * np.sin(phase(n, 2.0 * note.freq, note.sample_rate, turn=TWO_PI))
 
 
+# An FM sideband past Nyquist folds back as an alias: the first one past it must stay this
+# far below full scale (about 70 dB below the loudest component of the tones we play).
+FM_ALIAS_AMPLITUDE = 3e-4
+
+
+@cache
+def fm_index_limit(order: int) -> float:
+    """The largest modulation index whose sideband of ``order`` (the Bessel function
+    J_order) stays below FM_ALIAS_AMPLITUDE. Sidebands of higher order are smaller still."""
+    if order <= 0:
+        return 0.0
+    # J_order rises monotonically from 0 up to beyond ``order``: one crossing in (0, order].
+    return float(brentq(lambda beta: jv(order, beta) - FM_ALIAS_AMPLITUDE, 1e-9, float(order)))
+
+
+def fm_index(note: SoundingNote, ratio: float, index: float) -> float:
+    """The note's peak modulation index: ``index`` scaled by velocity and brightness, then
+    limited so that no sideband that matters lies above Nyquist (band-limited FM)."""
+    peak = index * (0.4 + 0.6 * note.velocity) * (0.5 + note.brightness)
+    modulator = note.freq * ratio
+    below = int(np.floor((note.sample_rate / 2.0 - note.freq) / modulator))  # upper sidebands under Nyquist
+    return min(peak, fm_index_limit(below + 1))
+
+
 def _fm(note: SoundingNote, n: np.ndarray, ratio: float, index: float, index_decay: float) -> np.ndarray:
     t = np.multiply(n, np.float32(1.0 / note.sample_rate), dtype=np.float32)
     modulator = np.sin(phase(n, note.freq * ratio, note.sample_rate, turn=TWO_PI))
-    depth = index * (0.4 + 0.6 * note.velocity) * (0.5 + note.brightness) * np.exp(t * np.float32(-1.0 / index_decay))
+    if "fm_index" not in note.state:
+        note.state["fm_index"] = fm_index(note, ratio, index)
+    depth = note.state["fm_index"] * np.exp(t * np.float32(-1.0 / index_decay))
     carrier = phase(n, note.freq, note.sample_rate, turn=TWO_PI)
     carrier += depth * modulator
     return np.sin(carrier, out=carrier)

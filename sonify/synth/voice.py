@@ -6,6 +6,8 @@ sounding notes. Both read these types, so they live here, apart from either.
 
 from __future__ import annotations
 
+import bisect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,8 +18,7 @@ from ..music.score import Control, Note
 from .dsp import adsr, fade
 
 STEAL_SECONDS = 0.005
-CONTROL_GLIDE_SECONDS = 0.02  # a control change glides this long: no zipper noise
-CONTROL_STEP = 32  # samples between readings of a control curve
+CONTROL_GLIDE_SECONDS = 0.02  # a control change glides this long, sample by sample: no zipper noise
 
 Tone = Callable[["SoundingNote", np.ndarray], np.ndarray]
 
@@ -39,34 +40,78 @@ class Instrument:
 
 
 class ControlLanes:
-    """Controller values over time, per (voice, controller), read back as smooth curves."""
+    """Controller values over time, per (voice, controller), read back as smooth curves.
+
+    Each change glides (smoothstep) from the value the curve has at its time to the new
+    value over CONTROL_GLIDE_SECONDS; the curve is read at every sample of the absolute timeline,
+    so there are no steps (no zipper noise) and any block size gives the same samples."""
 
     def __init__(self, sample_rate: int):
         self.sample_rate = sample_rate
         self.points: dict[tuple[str, int], tuple[list[float], list[float]]] = {}
+        self._block = (0, 0)  # the block being rendered: (first sample, count)
+        self._cache: dict[tuple[str, int], np.ndarray] = {}  # each lane's curve over it
 
     def add(self, control: Control, offset: int = 0) -> None:
         times, values = self.points.setdefault((control.voice, control.controller), ([], []))
-        t = round(control.time * self.sample_rate) + offset
-        previous = values[-1] if values else control.value / 127.0
+        t = float(round(control.time * self.sample_rate) + offset)
+        target = control.value / 127.0
+        if times and t < times[-1]:
+            # A change during the last glide: glide on from where the curve is at its time.
+            previous = float(self._interp((times, values), int(t), 1)[0])
+            keep = int(np.searchsorted(times, t, side="left"))
+            del times[keep:], values[keep:]
+        else:
+            previous = values[-1] if values else target
         times += [t, t + CONTROL_GLIDE_SECONDS * self.sample_rate]
-        values += [previous, control.value / 127.0]
+        values += [previous, target]
+        self._cache.pop((control.voice, control.controller), None)
+
+    def block(self, start: int, count: int) -> None:
+        """Announce the block ``start`` .. ``start + count`` about to render: each lane's
+        curve over it is computed once, on first use, for all the notes that read it."""
+        self._block = (start, count)
+        self._cache.clear()
 
     def curve(self, voice: str, controller: int, start: int, count: int) -> np.ndarray:
-        """The controller's value (0..1) at ``count`` samples from absolute sample ``start``.
-
-        Read every CONTROL_STEP samples of the absolute timeline and held in between (a
-        20 ms glide in steps of 0.7 ms), which is the same whatever block a sample is in."""
-        lane = self.points.get((voice, controller))
+        """The controller's value (0..1) at ``count`` samples from absolute sample ``start``."""
+        key = (voice, controller)
+        lane = self.points.get(key)
         if not lane:
             return np.ones(count, dtype=np.float32)
-        first = start // CONTROL_STEP
-        last = (start + count - 1) // CONTROL_STEP
-        grid = np.arange(first, last + 1, dtype=np.float64) * CONTROL_STEP
-        values = np.interp(grid, lane[0], lane[1]).astype(np.float32)
-        held = np.repeat(values, CONTROL_STEP)
-        offset = start - first * CONTROL_STEP
-        return held[offset : offset + count]
+        b0, size = self._block
+        if b0 <= start and start + count <= b0 + size:
+            whole = self._cache.get(key)
+            if whole is None:
+                whole = self._cache[key] = self._interp(lane, b0, size)
+            return whole[start - b0 : start - b0 + count]
+        return self._interp(lane, start, count)
+
+    @staticmethod
+    def _interp(lane: tuple[list[float], list[float]], start: int, count: int) -> np.ndarray:
+        """The curve at samples ``start`` .. ``start + count``: held values filled, and
+        between two points that differ the smoothstep 3u^2 - 2u^3 rather than a line, so
+        the slope is continuous too and a glide's corners make no tick either."""
+        times, values = lane
+        out = np.empty(count, dtype=np.float32)
+        end = start + count
+        k = bisect.bisect_right(times, start) - 1  # the segment [times[k], times[k + 1]) holding ``start``
+        pos = start
+        while pos < end:
+            if k < 0 or k >= len(times) - 1:
+                stop = min(end, math.ceil(times[0])) if k < 0 else end
+                out[pos - start : stop - start] = values[0] if k < 0 else values[-1]
+            else:
+                stop = min(end, math.ceil(times[k + 1]))
+                v0, v1 = values[k], values[k + 1]
+                if v0 == v1:
+                    out[pos - start : stop - start] = v0
+                elif stop > pos:
+                    u = (np.arange(pos, stop, dtype=np.float64) - times[k]) / (times[k + 1] - times[k])
+                    out[pos - start : stop - start] = v0 + (v1 - v0) * (u * u * (3.0 - 2.0 * u))
+            pos = max(pos, stop)
+            k += 1
+        return out
 
 
 @dataclass
