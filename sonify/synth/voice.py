@@ -6,6 +6,7 @@ sounding notes. Both read these types, so they live here, apart from either.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +52,17 @@ class ControlLanes:
         previous = values[-1] if values else control.value / 127.0
         times += [t, t + CONTROL_GLIDE_SECONDS * self.sample_rate]
         values += [previous, control.value / 127.0]
+
+    def forget_before(self, sample: int) -> None:
+        """Drop the points no reading from ``sample`` on needs (a live engine calls this as
+        it plays, so the lanes stay short and a reading costs the same all night): each lane
+        keeps its last point before the first control step that ``sample`` may read."""
+        first = (sample // CONTROL_STEP) * CONTROL_STEP
+        for times, values in self.points.values():
+            k = bisect.bisect_left(times, first) - 1  # the last point before the first reading
+            if k > 0:
+                del times[:k]
+                del values[:k]
 
     def curve(self, voice: str, controller: int, start: int, count: int) -> np.ndarray:
         """The controller's value (0..1) at ``count`` samples from absolute sample ``start``.
