@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from itertools import islice
 from pathlib import Path
 
@@ -27,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     play_source = play.add_mutually_exclusive_group()
     play_source.add_argument("--read", metavar="FILE", help="read this text file ('-' for stdin)")
     play_source.add_argument("--type", action="store_true", help="read what you type, line by line")
+    play_source.add_argument(
+        "--trace", metavar="FILE", help="perform a saved trace (.trace.jsonl) in real time, as it was played or rendered (no model needed)"
+    )
     play_length = play.add_argument_group("length (one of; default: until the model stops or Ctrl-C)")
     play_length.add_argument("--tokens", type=int, metavar="N", help="tokens to generate")
     play_length.add_argument("--duration", type=float, metavar="SECONDS", help="play for this long")
@@ -54,6 +58,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     timing.add_argument("--block", type=int, default=256, metavar="FRAMES", help="audio block size (default: 256)")
     timing.add_argument("--device", metavar="NAME", help="audio output device (default: the system's)")
     timing.add_argument("--no-clock", action="store_true", help="send no MIDI clock")
+    timing.add_argument(
+        "--clock-in",
+        metavar="PORT",
+        help="follow the MIDI clock arriving on this input (24 a beat): start on its Start, keep to its beat, end on its Stop (MIDI, OSC and page outputs)",
+    )
     play.add_argument("--preset", default="default", help="preset name or .toml file (default: default)")
     play.add_argument(
         "--record",
@@ -61,6 +70,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="FILE",
         help="also write what was played: .wav/.flac (audio) or .mid (MIDI); repeatable",
+    )
+    play.add_argument(
+        "--score-out",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also write the Score that was played, as `sonify score` writes it: .mid (MIDI file) or .json (transcript); repeatable",
     )
     play.add_argument("--quiet", action="store_true", help="no terminal view")
     add_model_args(play)
@@ -78,6 +94,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _on_sigterm(signum, frame) -> None:
     raise Terminated
+
+
+def _stop_on(event, stop) -> None:
+    event.wait()
+    stop.set()
 
 
 def _frames_for_play(args: argparse.Namespace, engine, gen):
@@ -119,19 +140,77 @@ def _remote_frames_for_play(args: argparse.Namespace, settings, gen, lost: list)
     return until_lost(), stream.describe
 
 
-def run_play(args: argparse.Namespace) -> int:
-    import signal
+def _model_for_play(args: argparse.Namespace, preset, lost: list):
+    """The model's Frames (in-process or from a server), its calibration, the voices and the model's name."""
     from itertools import chain
 
-    from ..live.scheduler import Scheduler
     from ..model.engine import Engine
     from ..music.mapping import make_score
+
+    gen = generation(args)
+    settings = model_settings(args)
+    if settings.server is not None:
+        frames, describe = _remote_frames_for_play(args, settings, gen, lost)
+        first = next(frames, None)  # the outputs are set up from the first token the server sends
+        if first is None:
+            raise lost[0] if lost else SonifyError("the server sent no tokens; give a prompt or a longer --tokens")
+        voices = make_score([first], preset).voices
+        # a server's model plays against the shipped model's calibration
+        return chain([first], frames), None, voices, describe()[0]
+    from ..pipeline import calibration_for
+
+    model = settings.load()
+    engine = Engine(model)
+    calibration = calibration_for(model)
+    voices = make_score(list(engine.generate("", max_tokens=1)), preset).voices
+    return _frames_for_play(args, engine, gen), calibration, voices, model.name
+
+
+def _trace_for_play(args: argparse.Namespace, preset, length):
+    """A saved trace's Frames, cut and calibrated as `sonify score` does, so the same Score
+    is played; with the voices, the model's name and the name the trace's files take."""
+    from ..music.mapping import make_score
+    from ..outputs.trace import Trace, trace_name
+    from ..pipeline import cut_trace, trace_calibration
+
+    trace = cut_trace(Trace.read(args.trace), preset, length)
+    if not trace.frames:
+        raise SonifyError(f"{args.trace} holds no tokens; nothing to play")
+    calibration, _ = trace_calibration(trace)
+    voices = make_score(trace.frames[:1], preset, calibration).voices
+    return iter(trace.frames), calibration, voices, str(trace.header.get("model", "trace")), trace_name(args.trace)
+
+
+def _write_score(score, paths: list[str], name: str) -> None:
+    """The Score as `sonify score` writes it: a MIDI file (.mid) or the JSON transcript (.json)."""
+    import io
+
+    from ..outputs.files import atomic_write
+    from ..outputs.midifile import score_to_midi
+    from ..outputs.transcript import to_json
+
+    for path in paths:
+        if Path(path).suffix.lower() == ".mid":
+            buffer = io.BytesIO()
+            score_to_midi(score, title=name).save(file=buffer)
+            with atomic_write(Path(path), "wb") as f:
+                f.write(buffer.getvalue())
+        else:
+            with atomic_write(Path(path), "w") as f:
+                f.write(to_json(score))
+        print(f"wrote the Score to {path}", file=sys.stderr)
+
+
+def run_play(args: argparse.Namespace) -> int:
+    import signal
+
+    from ..live.scheduler import Scheduler
     from ..music.preset import load_preset
     from ..pipeline import Length
 
-    if args.prompt and (args.read is not None or args.type):
-        raise SonifyError("give either a prompt, --read FILE or --type, not two of them")
-    Length(args.tokens, args.duration)
+    if args.prompt and (args.read is not None or args.type or args.trace is not None):
+        raise SonifyError("give either a prompt, --read FILE, --type or --trace FILE, not two of them")
+    length = Length(args.tokens, args.duration)
     if args.midi_out is None and not args.audio and args.osc is None and args.page is None:
         raise SonifyError("choose an output: --midi-out [PORT], --audio, --osc HOST:PORT and/or --page [HOST:PORT]")
     for path in args.record:
@@ -144,39 +223,42 @@ def run_play(args: argparse.Namespace) -> int:
             raise SonifyError(f"--record {path} records the audio output; add --audio")
         if not Path(path).parent.is_dir():
             raise SonifyError(f"--record {path}: folder {Path(path).parent} does not exist")
+    if args.clock_in is not None and args.audio:
+        raise SonifyError("--clock-in follows a MIDI clock with the MIDI, OSC and page outputs; our synth (--audio) keeps its own time")
+    for path in args.score_out:
+        if Path(path).suffix.lower() not in (".mid", ".json"):
+            raise SonifyError(f"--score-out {path}: write .mid (MIDI file) or .json (transcript)")
+        if not Path(path).parent.is_dir():
+            raise SonifyError(f"--score-out {path}: folder {Path(path).parent} does not exist")
     preset = load_preset(args.preset)
-    gen = generation(args)
-    settings = model_settings(args)
     lost: list = []
-    if settings.server is not None:
-        frames, describe = _remote_frames_for_play(args, settings, gen, lost)
-        first = next(frames, None)  # the outputs are set up from the first token the server sends
-        if first is None:
-            raise lost[0] if lost else SonifyError("the server sent no tokens; give a prompt or a longer --tokens")
-        voices = make_score([first], preset).voices
-        frames = chain([first], frames)
-        model_name = describe()[0]
-        calibration = None  # a server's model plays against the shipped model's calibration
+    name = "piece"
+    if args.trace is not None:
+        frames, calibration, voices, model_name, name = _trace_for_play(args, preset, length)
+        max_seconds = None  # the trace is cut as `sonify score --duration` cuts it
     else:
-        from ..pipeline import calibration_for
-
-        model = settings.load()
-        engine = Engine(model)
-        calibration = calibration_for(model)
-        voices = make_score(list(engine.generate("", max_tokens=1)), preset).voices
-        frames = _frames_for_play(args, engine, gen)
-        model_name = model.name
+        frames, calibration, voices, model_name = _model_for_play(args, preset, lost)
+        max_seconds = args.duration
     scheduler = Scheduler()
-    midi = audio = osc = view = page = None
+    midi = audio = osc = view = page = follower = None
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        if args.clock_in is not None:
+            from ..live.follow import ClockFollower, FollowingScheduler
+            from ..live.midi import open_input
+
+            follower = ClockFollower(preset.music.tempo)
+            follower.listen(open_input(args.clock_in))
+            scheduler = FollowingScheduler(follower, scheduler)
+            print(f"following the MIDI clock on {args.clock_in}: waiting for its Start", file=sys.stderr)
         if args.page is not None:
             page = _live_page(args, scheduler, preset, model_name, voices)
         if args.midi_out is not None:
             from ..live.midi import MidiOut, open_output
 
             channels = {v.channel for v in voices}
-            midi = MidiOut(open_output(None if args.midi_out == VIRTUAL else args.midi_out), scheduler, channels)
+            sent = any(Path(p).suffix.lower() == ".mid" for p in args.record)  # else the memory stays bounded
+            midi = MidiOut(open_output(None if args.midi_out == VIRTUAL else args.midi_out), scheduler, channels, keep=sent)
         if args.audio:
             from ..live.audio import AudioOut
 
@@ -192,12 +274,19 @@ def run_play(args: argparse.Namespace) -> int:
             view = TerminalView(f"sonify · {preset.name} · {model_name}")
         from ..live.player import LiveTiming, Player
 
-        timing = LiveTiming(latency=args.latency, clock=not args.no_clock, max_seconds=args.duration)
+        # Unless the Score is written, the report needs none: the memory stays bounded however long it plays.
+        keep = bool(args.score_out)
+        timing = LiveTiming(latency=args.latency, clock=not args.no_clock, max_seconds=max_seconds, keep=keep, follow=follower)
         player = Player(preset, midi=midi, audio=audio, osc=osc, view=view, page=page, scheduler=scheduler, timing=timing)
+        if follower is not None:  # the leader's Stop ends the performance, every note silenced
+            threading.Thread(target=_stop_on, args=(follower.stopped, player.stop_request), daemon=True).start()
         report = player.play(frames, calibration)
     finally:
         signal.signal(signal.SIGTERM, previous)
         scheduler.stop()
+        if follower is not None:
+            scheduler.scheduler.stop()
+            follower.close()
         if midi is not None:
             midi.close()
         if page is not None:
@@ -210,6 +299,8 @@ def run_play(args: argparse.Namespace) -> int:
 
             write_audio(path, audio.recording(), audio.sample_rate)
         print(f"recorded {path}", file=sys.stderr)
+    if report.score is not None and report.interrupted is None:
+        _write_score(report.score, args.score_out, name)
     budget = sum(report.token_seconds)
     model_time = sum(report.model_seconds)
     print(
@@ -217,6 +308,9 @@ def run_play(args: argparse.Namespace) -> int:
         f"the model needed {model_time:.1f} s for {budget:.1f} s of music",
         file=sys.stderr,
     )
+    if report.interrupted is not None and follower is not None and follower.stopped.is_set():
+        print("the clock stopped; all notes off", file=sys.stderr)
+        return 0
     if report.interrupted is not None:
         print("stopped; all notes off", file=sys.stderr)
         return 143 if isinstance(report.interrupted, Terminated) else 130

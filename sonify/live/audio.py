@@ -26,6 +26,7 @@ from ..synth.master import Limiter
 # measured on the presets' offline renders (raw -26 to -34 LUFS), so live audio lands
 # near the same loudness without seeing the whole piece.
 LIVE_GAIN_DB = 10.0
+BUSY_KEPT = 65536  # callback and render timings kept (about 6 minutes of 256-sample blocks)
 
 
 def sounddevice_module():
@@ -74,8 +75,10 @@ class AudioOut:
         self.gain = np.float32(db(LIVE_GAIN_DB + settings.loudness + 16.0))
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.xruns = 0
-        self.busy: list[float] = []  # seconds each callback took
-        self.render_busy: list[float] = []  # seconds each block took to render
+        # Seconds each of the latest callbacks took, and each of the latest blocks took to
+        # render (a bounded window: a performance of any length keeps the same memory).
+        self.busy: collections.deque[float] = collections.deque(maxlen=BUSY_KEPT)
+        self.render_busy: collections.deque[float] = collections.deque(maxlen=BUSY_KEPT)
         # Blocks are rendered this far ahead of the sound card, in a thread of their own:
         # a render that waits for the GIL now and then does not reach the listener. The
         # player schedules notes far further ahead than this (its latency and lead).
@@ -161,6 +164,7 @@ class AudioOut:
                 self.engine.close(item)
         frames = self.block
         block = self.engine.process(frames)
+        self.engine.lanes.forget_before(self.engine.position)  # the control curves behind the playhead
         block *= self.gain
         out = self.limiter.process(block)
         if self.fading > 0:

@@ -65,16 +65,36 @@ def open_output(name: str | None):
     return mido.open_output(matches[0])
 
 
+def open_input(name: str):
+    """The MIDI input port ``name`` (exact, or a unique part of a name), opened without a callback."""
+    mido = midi_module()
+    try:
+        names = list(mido.get_input_names())
+    except Exception as exc:
+        raise SonifyError(
+            f"cannot open MIDI ({type(exc).__name__}: {exc}); on Linux without ALSA MIDI, start a JACK server (jackd -d dummy)"
+        ) from None
+    matches = [n for n in names if n == name] or [n for n in names if name.lower() in n.lower()]
+    if len(matches) != 1:
+        listed = ", ".join(repr(n) for n in names) or "none"
+        why = "matches several ports" if matches else "is not a MIDI input here"
+        raise SonifyError(f"--clock-in {name!r} {why}; available: {listed}")
+    return mido.open_input(matches[0])
+
+
 class MidiOut:
     """Sends a Score's events to a port at their due times (``time.monotonic``)."""
 
-    def __init__(self, port, scheduler: Scheduler, channels: set[int], advance: float = MIDI_ADVANCE):
+    def __init__(self, port, scheduler: Scheduler, channels: set[int], advance: float = MIDI_ADVANCE, keep: bool = True):
+        """``keep``: remember every message sent (for ``write`` and tests); without it the
+        memory stays bounded however long the performance runs."""
         self.mido = midi_module()
         self.port = port
         self.scheduler = scheduler
         self.channels = set(channels)
         self.sounding: dict[tuple[int, int], int] = {}
         self.sent: list[tuple[float, object]] = []  # (monotonic time, message), for --record and tests
+        self.keep = keep
         self._lock = threading.Lock()
         self._clock_until: float | None = None
         self.closed = False
@@ -94,7 +114,8 @@ class MidiOut:
                 else:
                     self.sounding.pop(key, None)
             self.port.send(message)
-            self.sent.append((time.monotonic(), message))
+            if self.keep:
+                self.sent.append((time.monotonic(), message))
 
     def note(self, due: float, note: Note) -> None:
         self.note_on(due, note)

@@ -6,10 +6,12 @@ any exit, Ctrl-C and errors included, every sounding note is stopped."""
 from __future__ import annotations
 
 import gc
+import math
 import queue
 import sys
 import threading
 import time
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
@@ -19,6 +21,7 @@ from ..music.calibration import Calibration
 from ..music.preset import Preset
 from ..music.score import Note
 from .audio import AudioOut
+from .follow import ClockFollower
 from .midi import MidiOut
 from .osc import OscOut
 from .page import LivePage
@@ -32,7 +35,8 @@ _END = object()
 @dataclass
 class Performance:
     """What happened: tokens played, holds, xruns, and per token how long the model took
-    against how long the token lasts."""
+    against how long the token lasts (8 bytes a token each). The Score and the schedule of
+    MIDI notes only when the player keeps them (``LiveTiming.keep``)."""
 
     tokens: int = 0
     start: float = 0.0  # monotonic time of Score time 0
@@ -40,8 +44,12 @@ class Performance:
     held_seconds: float = 0.0
     xruns: int = 0
     end: float = 0.0  # monotonic time the music ended (before the tail)
-    model_seconds: list[float] = field(default_factory=list)
-    token_seconds: list[float] = field(default_factory=list)
+    model_seconds: array = field(default_factory=lambda: array("d"))
+    token_seconds: array = field(default_factory=lambda: array("d"))
+    # Per step of the player (a batch of tokens): the CPU time its thread spent mapping and
+    # dispatching (waits excluded), and how many tokens had been taken by the step's end.
+    compute_seconds: array = field(default_factory=lambda: array("d"))
+    compute_tokens: array = field(default_factory=lambda: array("q"))
     interrupted: BaseException | None = None  # the Ctrl-C or SIGTERM that stopped it
     scheduled: list[tuple[float, str, int, int]] = field(default_factory=list)  # (due, kind, channel, pitch) of MIDI notes
     score: object = None
@@ -52,13 +60,20 @@ class LiveTiming:
     """When a performance plays: ``latency`` seconds ahead of the model, events sent at
     least ``lead`` seconds before they are due, MIDI ``clock`` out or not, a ``max_seconds``
     length (None: until the model stops), and how far ahead (``horizon``, seconds) the Score
-    is extended before the mapping waits for playback to catch up."""
+    is extended before the mapping waits for playback to catch up. With ``keep`` the report
+    holds the whole Score and the schedule of MIDI notes (they grow with the performance);
+    without it the memory stays bounded however long it plays. With ``follow`` the
+    performance keeps to an incoming MIDI clock: it starts on the leader's Start, every event
+    falls on the leader's beat grid (the sinks' scheduler has to be a
+    ``follow.FollowingScheduler``), and no clock is sent."""
 
     latency: float = 0.3
     lead: float = 0.05
     clock: bool = True
     max_seconds: float | None = None
     horizon: float = 3.0
+    keep: bool = True
+    follow: ClockFollower | None = None
 
     def __post_init__(self) -> None:
         if not self.latency >= 0.02:
@@ -82,6 +97,10 @@ class Player:
     ):
         timing = timing or LiveTiming()
         self.preset = preset
+        self.keep = timing.keep
+        self.follow = timing.follow
+        # Now, as the timeline counts it: the monotonic clock, or the leader's beat in nominal time.
+        self._now = self.follow.nominal_now if self.follow is not None else time.monotonic
         self.midi, self.audio, self.osc, self.view, self.page = midi, audio, osc, view, page
         sinks = (midi, osc, page)
         self.scheduler = scheduler or next((s.scheduler for s in sinks if s is not None), None) or Scheduler()
@@ -123,7 +142,7 @@ class Player:
         inbox: queue.Queue = queue.Queue(maxsize=64)
         done = threading.Event()
         producer = threading.Thread(target=self._produce, args=(frames, inbox, done, report), name="sonify-model", daemon=True)
-        growing = GrowingScore(self.preset, calibration)
+        growing = GrowingScore(self.preset, calibration, keep=self.keep)
         zero = self.audio.start() if self.audio is not None else None
         if self.view is not None:
             self.view.start()
@@ -143,6 +162,7 @@ class Player:
                 if t0 is not None:
                     self._wait_until(t0 + offset + growing.last_time - self.horizon)
                 batch = self._next_batch(inbox, self.batch)
+                began = time.thread_time()
                 ended = batch and batch[-1] is _END
                 frames_in = [f for f in batch if isinstance(f, Frame)]
                 release = growing.add(frames_in)
@@ -151,9 +171,9 @@ class Player:
                 if ended:
                     release.extend(growing.finish())
                 if t0 is None:
-                    t0 = time.monotonic() + self.latency
+                    t0 = self.follow.origin if self.follow is not None else time.monotonic() + self.latency
                     report.start = t0
-                    if self.midi is not None and self.clock:
+                    if self.midi is not None and self.clock and self.follow is None:
                         self.midi.start_clock(t0, self.preset.music.tempo)
                     if self.osc is not None:
                         self.osc.event(t0, "start")
@@ -161,16 +181,19 @@ class Player:
                         self.page.event(t0, "start")
                 offset = self._hold_if_late(release, t0, offset, report)
                 self._dispatch(release, growing, t0, offset, zero, opened, report)
-                report.tokens = len(growing.frames)
-            score = growing.score
+                report.token_seconds.extend(c.duration for c in sorted(release.cues, key=lambda c: (c.time, c.token)))
+                report.tokens = growing.tokens
+                report.compute_seconds.append(time.thread_time() - began)
+                report.compute_tokens.append(growing.tokens)
+            score = growing.score if self.keep else None
             report.score = score
-            report.end = t0 + offset + score.end
+            report.end = t0 + offset + growing.end
             if self.midi is not None:
                 self.midi.stop_clock(report.end)
             if self.osc is not None:
                 self.osc.event(report.end, "stop")
             if self.page is not None:
-                self.page.event(report.end, "stop", score.end if score is not None else None)
+                self.page.event(report.end, "stop", growing.end)
             tail = self.audio.engine.tail_seconds if self.audio is not None else 0.05
             self._wait_until(report.end + tail)
         except KeyboardInterrupt as exc:
@@ -180,8 +203,6 @@ class Player:
             sys.setswitchinterval(switch)
             gc.unfreeze()
             self._silence(report)
-        if score is not None:
-            report.token_seconds = [c.duration for c in score.cues]
         return report
 
     def _next_batch(self, inbox: queue.Queue, most: int) -> list:
@@ -211,11 +232,15 @@ class Player:
         if not times:
             return offset
         due = t0 + offset + min(times)
-        soonest = time.monotonic() + self.lead
+        soonest = self._now() + self.lead
         if due < soonest:
+            held = soonest - due
+            if self.follow is not None:  # whole beats: the music stays on the leader's grid
+                beat = 60.0 / self.preset.music.tempo
+                held = math.ceil(held / beat - 1e-9) * beat
             report.holds += 1
-            report.held_seconds += soonest - due
-            offset += soonest - due
+            report.held_seconds += held
+            offset += held
         return offset
 
     def _dispatch(
@@ -225,10 +250,10 @@ class Player:
         if self.midi is not None:
             for note in release.notes:
                 self.midi.note(base + note.time, note)
-                report.scheduled.append((base + note.time, "on", note.channel, note.pitch))
             for note in release.opened:
                 self.midi.note_on(base + note.time, note)
-                report.scheduled.append((base + note.time, "on", note.channel, note.pitch))
+            if self.keep:
+                report.scheduled += [(base + n.time, "on", n.channel, n.pitch) for n in release.notes + release.opened]
             for note in release.closed:
                 self.midi.note_off(base + note.time + note.duration, note.channel, note.pitch)
             for control in release.controls:
@@ -240,23 +265,23 @@ class Player:
             whole = [ending.pop(_key(n)) for n in release.opened if _key(n) in ending]
             # Ends first: a note that closes now may decide whether a new one steals its voice.
             for note in ending.values():
-                held = opened.get(_key(note), offset)
+                held = opened.pop(_key(note), offset)
                 self.audio.close(replace(note, duration=note.duration + offset - held))
             self.audio.schedule(release.notes + whole, release.controls, audio_offset)
+            whole_keys = {_key(n) for n in whole}
             for note in release.opened:
-                if _key(note) not in {_key(n) for n in whole}:
+                if _key(note) not in whole_keys:
                     self.audio.open(note, audio_offset)
-        for note in release.opened:
-            opened[_key(note)] = offset
+                    opened[_key(note)] = offset  # the hold so far, until it closes
         if self.osc is not None:
             for note in release.notes:
                 self.osc.note(base + note.time, note)
             for cue in release.cues:
-                self.osc.token(base + cue.time, growing.frames[cue.token])
+                self.osc.token(base + cue.time, growing.cued[cue.token])
         if self.page is not None:
             begun = {u.tokens[0]: u for u in release.units if u.tokens}
             for cue in sorted(release.cues, key=lambda c: c.token):
-                self.page.token(base + cue.time, cue, growing.frames[cue.token], begun.pop(cue.token, None))
+                self.page.token(base + cue.time, cue, growing.cued[cue.token], begun.pop(cue.token, None))
             for note in release.notes:
                 self.page.note(base + note.time, note)
             for note in release.opened:
@@ -265,15 +290,15 @@ class Player:
                 self.page.note_end(base + note.time + note.duration, note)
         if self.view is not None:
             for cue in release.cues:
-                frame = growing.frames[cue.token]
+                frame = growing.cued[cue.token]
                 spread = sum(frame.attention.entropy) / max(len(frame.attention.entropy), 1)
                 self.scheduler.at(base + cue.time, lambda cue=cue, spread=spread: self.view.show(cue, spread))
 
     def _wait_until(self, when: float) -> None:
-        while time.monotonic() < when:
+        while self._now() < when:
             if self.stop_request.is_set():
                 raise KeyboardInterrupt
-            time.sleep(min(0.05, max(when - time.monotonic(), 0.0)))
+            time.sleep(min(0.05, max(when - self._now(), 0.001)))
 
     def _silence(self, report: Performance) -> None:
         """Stop everything: nothing scheduled stays, every sounding note ends."""

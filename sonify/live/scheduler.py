@@ -6,7 +6,10 @@ import heapq
 import itertools
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+
+KEPT = 4096  # lateness of the latest calls kept for statistics (a bounded window)
 
 
 class Scheduler:
@@ -20,7 +23,11 @@ class Scheduler:
         self._stopped = False
         # Held while a call runs: clear() waits on it, so nothing it forgot is still being sent.
         self._calling = threading.RLock()
-        self.lateness: list[float] = []  # seconds each call ran after its due time
+        # Seconds each of the latest calls ran after its due time; with ``worst`` and ``calls``
+        # the statistics stay the same size however long the performance runs.
+        self.lateness: deque[float] = deque(maxlen=KEPT)
+        self.worst = 0.0  # the latest any call ran, seconds
+        self.calls = 0
         self.errors = 0  # calls that raised
         self._thread = threading.Thread(target=self._run, name="sonify-scheduler", daemon=True)
         self._thread.start()
@@ -56,7 +63,10 @@ class Scheduler:
                 due, _, call = heapq.heappop(self._heap)
                 self._calling.acquire()
             try:
-                self.lateness.append(time.monotonic() - due)
+                late = time.monotonic() - due
+                self.lateness.append(late)
+                self.worst = max(self.worst, late)
+                self.calls += 1
                 call()
             except Exception:  # a sink's error must not stop the others: counted, not raised
                 self.errors += 1

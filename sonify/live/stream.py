@@ -5,6 +5,10 @@ frame costs the same however long the performance has run, and it releases only 
 that can no longer change (a word once the next token shows where it ends; a chord, a
 line's organ note or a stanza's drone as opened notes whose end comes later). So a live
 performance plays exactly the Score an offline render of the same frames makes.
+
+``GrowingScore`` holds on to a frame only until its token is cued (the sinks that show a
+token's telemetry read it then), so its memory does not grow with the performance either,
+unless it is asked to ``keep`` every released event for the whole Score at the end.
 """
 
 from __future__ import annotations
@@ -17,20 +21,29 @@ from ..music.score import Release, Score
 
 
 class GrowingScore:
-    """Feed frames; get back the events that are final."""
+    """Feed frames; get back the events that are final.
 
-    def __init__(self, preset: Preset, calibration: Calibration | None = None):
+    After each ``add`` or ``finish``, ``cued`` holds the frames of the tokens that release
+    cued (by token index); frames are dropped once cued. With ``keep`` (the default) every
+    release is also kept, so ``score`` can give the whole Score; without it the memory
+    stays bounded, for a performance of any length."""
+
+    def __init__(self, preset: Preset, calibration: Calibration | None = None, keep: bool = True):
         self.preset = preset
         self.mapper = Mapper(preset, calibration)
-        self.frames: list[Frame] = []
-        self.released = Release()  # everything so far, for the Score at the end
+        self.keep = keep
+        self.tokens = 0  # frames fed so far
+        self.waiting: dict[int, Frame] = {}  # frames fed whose token is not cued yet
+        self.cued: dict[int, Frame] = {}  # the frames of the latest release's cues
+        self.released = Release()  # everything so far (with ``keep``), for the Score at the end
         self.last_time = 0.0  # when the latest released token sounds
         self._score: Score | None = None
 
     def add(self, frames: list[Frame]) -> Release:
         out = Release()
         for frame in frames:
-            self.frames.append(frame)
+            self.waiting[self.tokens] = frame
+            self.tokens += 1
             out.extend(self.mapper.feed(frame))
         return self._keep(out)
 
@@ -39,10 +52,12 @@ class GrowingScore:
         return self._keep(self.mapper.finish())
 
     def _keep(self, release: Release) -> Release:
-        self.released.extend(release)
+        self.cued = {c.token: self.waiting.pop(c.token) for c in release.cues if c.token in self.waiting}
+        if self.keep:
+            self.released.extend(release)
+            self._score = None
         if release.cues:
             self.last_time = max(self.last_time, max(c.time for c in release.cues))
-        self._score = None
         return release
 
     @property
@@ -52,7 +67,9 @@ class GrowingScore:
 
     @property
     def score(self) -> Score:
-        """The Score of everything released so far (built on request)."""
+        """The Score of everything released so far (built on request; needs ``keep``)."""
+        if not self.keep:
+            raise RuntimeError("this performance kept no Score (GrowingScore(keep=False))")
         if self._score is None:
             self._score = assemble(self.mapper, self.released)
         return self._score

@@ -26,7 +26,8 @@ class TerminalView:
         self.title = title
         self.status = ""
         self._lock = threading.Lock()
-        self.live = Live(self._render(), console=Console(), refresh_per_second=20, transient=False)
+        self.console = Console()
+        self.live = Live(self._render(), console=self.console, refresh_per_second=20, transient=False)
 
     def _render(self):
         from rich.panel import Panel
@@ -39,8 +40,20 @@ class TerminalView:
     def show(self, cue: Cue, attention: float) -> None:
         with self._lock:
             self.text.append(cue.text, style=surprisal_style(cue.surprisal))
+            width, height = self.console.size
+            if "\n" in cue.text or len(self.text) > width * height:
+                self._scroll()
             self.status = f"entropy {cue.entropy:4.2f} nats · surprisal {cue.surprisal:4.2f} · attention spread {attention:4.2f}"
             self.live.update(self._render())
+
+    def _scroll(self) -> None:
+        """Keep only the latest lines that fit the screen: the newest text stays in view, and
+        drawing it costs the same however long the performance has run."""
+        width, height = self.console.size
+        rows = max(height - 3, 3)  # the panel's border and subtitle take the rest
+        lines = self.text.wrap(self.console, max(width - 4, 10))
+        if len(lines) > rows:  # (a text that ends a line wraps to an empty last line, which keeps that)
+            self.text = self.Text("\n").join(lines[-rows:])
 
     def stop(self) -> None:
         self.live.stop()

@@ -73,6 +73,16 @@ class ControlLanes:
         self._block = (start, count)
         self._cache.clear()
 
+    def forget_before(self, sample: int) -> None:
+        """Drop the points no reading from ``sample`` on needs (a live engine calls this as
+        it plays, so the lanes stay short and a reading costs the same all night): each lane
+        keeps its last point before ``sample``, which a glide on from there still reads."""
+        for times, values in self.points.values():
+            k = bisect.bisect_left(times, sample) - 1  # the last point before the first reading
+            if k > 0:
+                del times[:k]
+                del values[:k]
+
     def curve(self, voice: str, controller: int, start: int, count: int) -> np.ndarray:
         """The controller's value (0..1) at ``count`` samples from absolute sample ``start``."""
         key = (voice, controller)

@@ -1,0 +1,124 @@
+"""`sonify play --clock-in PORT` follows a real MIDI clock (JACK dummy driver): it starts on the
+leader's Start and keeps its notes on the leader's beat grid as the tempo moves."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from jackrig import Receiver, assert_all_notes_off, start_jack, stop_jack
+
+from sonify.live.midi import midi_module
+from sonify.pipeline import Length, OutputSettings, render
+
+TICKS = 24
+
+
+@pytest.fixture(scope="module")
+def jack(tmp_path_factory):
+    proc, info = start_jack(tmp_path_factory.mktemp("jack"))
+    yield info
+    stop_jack(proc)
+
+
+def lead(port, stop: threading.Event, tempo_at, sent: list[float]) -> None:
+    """Start, then clock ticks at ``tempo_at(beat)`` bpm until ``stop``, then Stop; ``sent``
+    gets the time each tick was sent: the leader's beat grid."""
+    mido = midi_module()
+    port.send(mido.Message("start"))
+    due, k = time.monotonic() + 0.01, 0
+    while not stop.is_set():
+        while time.monotonic() < due:
+            time.sleep(0.0005)
+        port.send(mido.Message("clock"))
+        sent.append(time.monotonic())
+        due += 60.0 / (tempo_at(k / TICKS) * TICKS)
+        k += 1
+    port.send(mido.Message("stop"))
+
+
+def note_beats(path) -> list[tuple[float, int, int]]:
+    """(beat, channel, pitch) of every note-on of a MIDI file, in order."""
+    midi = midi_module().MidiFile(path)
+    out, ticks = [], 0
+    for message in midi.merged_track:
+        ticks += message.time
+        if message.type == "note_on" and message.velocity > 0:
+            out.append((ticks / midi.ticks_per_beat, message.channel, message.note))
+    return out
+
+
+def test_play_follows_a_midi_clock_from_100_to_130_bpm(jack, tmp_path):
+    made = render("Shall I compare thee", length=Length(tokens=40), output=OutputSettings(tmp_path / "made", "piece", ("trace",)))
+    played = tmp_path / "played.mid"
+    mido = midi_module()
+    leader = mido.open_output("clock", virtual=True, client_name="leader")
+    grid = Receiver("leader:clock")
+    sent: list[float] = []
+    cmd = [sys.executable, "-m", "sonify", "play", "--trace", str(made.paths["trace"]), "--preset", "pulse", "--midi-out",
+           "--clock-in", "leader:clock", "--quiet", "--score-out", str(played)]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=jack.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stop = threading.Event()
+    try:
+        receiver = Receiver("sonify:out")  # appears once sonify listens to the clock
+        time.sleep(1.0)
+        leading = threading.Thread(target=lead, args=(leader, stop, lambda beat: 100.0 if beat < 8 else 130.0, sent), daemon=True)
+        leading.start()
+        _, stderr = proc.communicate(timeout=120)
+        stop.set()
+        leading.join(timeout=5)
+        time.sleep(0.2)
+        receiver.close()
+    finally:
+        stop.set()
+        if proc.poll() is None:
+            proc.kill()
+        grid.close()
+        leader.close()
+    assert proc.returncode == 0, stderr
+    ticks = np.array(sent)
+    assert abs(sum(1 for _, m in grid.got if m.type == "clock") - ticks.size) <= 1  # the clock went out on the real port
+    notes = note_beats(played)
+    arrived = receiver.notes_on()
+    assert len(notes) > 20 and (len(arrived) == len(notes) or not jack.realtime)
+    # Match arrivals to the Score's notes in order per (channel, pitch); the leader's grid time
+    # of a beat is interpolated between the times its ticks were sent.
+    waiting: dict[tuple[int, int], list[float]] = {}
+    for beat, channel, pitch in notes:
+        waiting.setdefault((channel, pitch), []).append(beat)
+    errors = []
+    for at, message in arrived:
+        beat = waiting[(message.channel, message.note)].pop(0)
+        if 4.0 <= beat < 8.0 or beat >= 12.0:  # one bar after the start, and one bar after the change
+            errors.append(at - np.interp(beat * TICKS, np.arange(ticks.size), ticks))
+    errors = np.array(errors)
+    assert errors.size > 10
+    assert np.abs(errors).max() <= jack.period_seconds, f"onsets off the grid by {errors.min() * 1e3:+.1f}..{errors.max() * 1e3:+.1f} ms"
+    assert_all_notes_off(receiver.got)
+
+
+def test_a_missing_clock_port_lists_the_inputs(jack, tmp_path):
+    from traces import frame
+
+    from sonify.music.calibration import shipped_calibration
+    from sonify.outputs.trace import Trace
+
+    trace = Trace({"model_sha256": shipped_calibration().model_sha256}, [frame(0, text="Hi"), frame(1, text=" there")])
+    path = trace.write(tmp_path / "t.trace.jsonl")
+    done = subprocess.run(
+        [sys.executable, "-m", "sonify", "play", "--trace", str(path), "--midi-out", "--clock-in", "no-such-leader"],
+        env=jack.env(), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "--clock-in 'no-such-leader' is not a MIDI input here; available:" in done.stderr
+
+
+def test_clock_in_with_our_synth_says_why_not():
+    done = subprocess.run(
+        [sys.executable, "-m", "sonify", "play", "--audio", "--clock-in", "leader"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--clock-in follows a MIDI clock" in done.stderr
