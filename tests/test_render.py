@@ -21,6 +21,7 @@ import pytest
 import soundfile
 import srt
 import webvtt
+from users import unprivileged
 
 from sonify import Length, OutputSettings, Trace, load_preset, render
 from sonify.music.mapping import make_score
@@ -31,9 +32,9 @@ SOUNDFONT = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
 KINDS = ("wav", "mid", "srt", "vtt", "lrc", "json", "trace.jsonl")
 
 
-def sonify(*args, cwd=None, timeout=300):
+def sonify(*args, cwd=None, timeout=300, prefix=()):
     return subprocess.run(
-        [sys.executable, "-m", "sonify", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout
+        [*prefix, sys.executable, "-m", "sonify", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout
     )
 
 
@@ -229,11 +230,11 @@ def test_unwritable_output_path(tmp_path):
     (tmp_path / "file").write_text("x")
     done = sonify("render", "--tokens", "3", "--out", tmp_path / "file")
     assert done.returncode == 2 and "is a file; choose another --out" in done.stderr
-    if os.geteuid() != 0:  # root may write anywhere
-        locked = tmp_path / "locked"
-        locked.mkdir(mode=0o500)
-        done = sonify("render", "--tokens", "3", "--out", locked)
-        assert done.returncode == 2 and "permission denied" in done.stderr
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    done = sonify("render", "--tokens", "3", "--out", locked, prefix=unprivileged())  # root may write anywhere
+    assert done.returncode == 2 and "permission denied" in done.stderr, done.stderr
+    assert not any(locked.iterdir())
     done = sonify("render", "--tokens", "3", "--out", "/proc/sonify")
     assert done.returncode == 2 and "cannot create output folder /proc/sonify" in done.stderr
 
