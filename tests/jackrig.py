@@ -137,9 +137,10 @@ class Receiver:
         self.port.close()
 
 
-def assert_all_notes_off(got) -> None:
+def assert_all_notes_off(got, channels: set[int] = frozenset()) -> None:
     """Every note-on received was ended (note-off, or note-on at velocity 0), and All Notes
-    Off (CC 123) came on every channel that played."""
+    Off (CC 123) came on every channel that played and on every one of ``channels`` (those
+    the player was given: a panic covers them whether or not they have played yet)."""
     sounding: dict[tuple[int, int], int] = {}
     for _, m in got:
         if m.type == "note_on" and m.velocity > 0:
@@ -149,4 +150,5 @@ def assert_all_notes_off(got) -> None:
     left = [k for k, v in sounding.items() if v]
     assert not left, f"notes left sounding (channel, pitch): {left[:10]}"
     all_off = {m.channel for _, m in got if m.type == "control_change" and m.control == 123}
-    assert {c for c, _ in sounding} <= all_off
+    missing = sorted(({c for c, _ in sounding} | set(channels)) - all_off)
+    assert not missing, f"no All Notes Off on channels {missing}"
