@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,37 @@ def stop_jack(proc: subprocess.Popen) -> None:
     time.sleep(0.2)
 
 
+class JitterProbe:
+    """The machine's scheduling jitter, measured while a test runs: a thread of the test's
+    own process asks to wake every ``interval`` seconds and records how late each wake-up
+    comes. A loaded machine (or a busy GIL) delays the live player's threads the same way,
+    so a timing test allows for what this measured rather than for a guess."""
+
+    def __init__(self, interval: float = 0.001):
+        self.interval = interval
+        self.late: list[tuple[float, float]] = []  # (time asked for, seconds late)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="jitter-probe", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            wanted = time.monotonic() + self.interval
+            time.sleep(self.interval)
+            self.late.append((wanted, max(time.monotonic() - wanted, 0.0)))
+
+    def __enter__(self) -> JitterProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def worst(self, start: float = float("-inf"), end: float = float("inf")) -> float:
+        """The latest wake-up asked for between ``start`` and ``end`` (monotonic), seconds."""
+        return max((late for wanted, late in self.late if start <= wanted <= end), default=0.0)
+
+
 def match_to_schedule(arrived, scheduled) -> list[float]:
     """For each arrived note-on, the due time of the earliest unmatched scheduled one like it."""
     waiting: dict[tuple[int, int], list[float]] = {}
@@ -105,9 +137,10 @@ class Receiver:
         self.port.close()
 
 
-def assert_all_notes_off(got) -> None:
+def assert_all_notes_off(got, channels: set[int] = frozenset()) -> None:
     """Every note-on received was ended (note-off, or note-on at velocity 0), and All Notes
-    Off (CC 123) came on every channel that played."""
+    Off (CC 123) came on every channel that played and on every one of ``channels`` (those
+    the player was given: a panic covers them whether or not they have played yet)."""
     sounding: dict[tuple[int, int], int] = {}
     for _, m in got:
         if m.type == "note_on" and m.velocity > 0:
@@ -117,4 +150,5 @@ def assert_all_notes_off(got) -> None:
     left = [k for k, v in sounding.items() if v]
     assert not left, f"notes left sounding (channel, pitch): {left[:10]}"
     all_off = {m.channel for _, m in got if m.type == "control_change" and m.control == 123}
-    assert {c for c, _ in sounding} <= all_off
+    missing = sorted(({c for c, _ in sounding} | set(channels)) - all_off)
+    assert not missing, f"no All Notes Off on channels {missing}"

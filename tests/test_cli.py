@@ -1,12 +1,12 @@
 """The command line, run as a user runs it: a real process, real files, real signals."""
 
 import os
-import signal
 import subprocess
 import sys
 import time
 
 import pytest
+from interrupt import interrupt
 
 from sonify import Trace
 
@@ -69,15 +69,16 @@ def test_non_utf8_and_empty_text(checkpoint_dir, tmp_path):
 
 
 def test_ctrl_c_leaves_no_partial_file(checkpoint_dir, tmp_path):
+    """Ctrl-C mid-generation: exit 130, nothing written, no process left (the write itself
+    interrupted: test_render's test_ctrl_c_during_a_write_leaves_no_partial_file_and_no_process)."""
     out = tmp_path / "long.jsonl"
     cmd = [sys.executable, "-m", "sonify", "trace", "--model", checkpoint_dir("llama"), "--tokens", "1000000", "--ignore-eos"]
     cmd += ["--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4)
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
-    assert "Traceback" not in stderr
+    started = time.monotonic()
+    done = interrupt(cmd, lambda: time.monotonic() - started > 4, timeout=60)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr == "interrupted; nothing was written\n"
+    assert not done.survivors, f"still running after the command ended: {done.survivors}"
     assert os.listdir(tmp_path) == []
 
 

@@ -12,13 +12,15 @@ import time
 
 import numpy as np
 import pytest
+import scipy.signal
 import soundfile
-from jackrig import Receiver, assert_all_notes_off, match_to_schedule, start_jack, stop_jack
+from interrupt import default_sigint, end_session, session_processes
+from jackrig import JitterProbe, Receiver, assert_all_notes_off, match_to_schedule, start_jack, stop_jack
 from traces import generated
 
 from sonify import load_preset
 from sonify.live.audio import AudioOut
-from sonify.live.midi import MidiOut, midi_module, open_output
+from sonify.live.midi import MIDI_ADVANCE, MidiOut, midi_module, open_output
 from sonify.live.osc import OscOut
 from sonify.live.player import LiveTiming, Player
 from sonify.live.scheduler import Scheduler
@@ -41,7 +43,21 @@ def voices(preset):
     return make_score(list(generated(4)), preset).voices
 
 
-def test_midi_notes_arrive_in_order_within_one_period(jack):
+@pytest.fixture
+def jitter():
+    """The machine's scheduling jitter, measured all through the test that asks for it."""
+    with JitterProbe() as probe:
+        yield probe
+
+
+def lateness_allowed(jack, jitter, due: float, arrived: float) -> float:
+    """How late a MIDI message due at ``due`` may arrive: JACK passes it on at the start of
+    its next period, and the OS may hold back our sending and receiving threads by as much
+    as it held back the probe around then (from a little before the send to the arrival)."""
+    return jack.period_seconds + jitter.worst(due - MIDI_ADVANCE - 0.1, arrived)
+
+
+def test_midi_notes_arrive_in_order_within_one_period(jack, jitter):
     preset = load_preset("pulse")
     scheduler = Scheduler()
     midi = MidiOut(open_output(None), scheduler, {v.channel for v in voices(preset)})
@@ -57,10 +73,50 @@ def test_midi_notes_arrive_in_order_within_one_period(jack):
     assert len(arrived) == len(report.scheduled) > 100
     dues = match_to_schedule(arrived, report.scheduled)
     assert dues == sorted(dues), "notes arrived out of order"
-    errors = np.array([t for t, _ in arrived]) - np.array(dues)
-    assert np.abs(errors).max() <= jack.period_seconds, f"onset errors {errors.min() * 1e3:.1f}..{errors.max() * 1e3:.1f} ms"
+    times = np.array([t for t, _ in arrived])
+    errors = times - np.array(dues)
+    # Sent MIDI_ADVANCE early, never earlier: nothing arrives before that.
+    assert errors.min() >= -MIDI_ADVANCE, f"a note arrived {-errors.min() * 1e3:.1f} ms early"
+    allowed = np.array([lateness_allowed(jack, jitter, d, t) for d, t in zip(dues, times)])
+    worst = int(np.argmax(errors - allowed))
+    print(
+        f"onset error ms: min {errors.min() * 1e3:+.2f} median {np.median(errors) * 1e3:+.2f} max {errors.max() * 1e3:+.2f}; "
+        f"worst against allowed {errors[worst] * 1e3:.2f} of {allowed[worst] * 1e3:.2f}; "
+        f"probe worst while playing {jitter.worst(report.start, report.end) * 1e3:.2f}"
+    )
+    assert errors[worst] <= allowed[worst], (
+        f"a note arrived {errors[worst] * 1e3:.1f} ms late; allowed {allowed[worst] * 1e3:.1f} ms "
+        f"(period {jack.period_seconds * 1e3:.2f} ms + jitter {(allowed[worst] - jack.period_seconds) * 1e3:.1f} ms)"
+    )
+    # The advance centres the arrivals on the due times: half of them within half a period.
+    assert abs(np.median(errors)) <= jack.period_seconds / 2, f"median onset error {np.median(errors) * 1e3:.1f} ms"
     clocks = [t for t, m in receiver.got if m.type == "clock"]
     assert abs(len(clocks) - (report.end - report.start) * preset.music.tempo / 60 * 24) <= 3
+
+
+def aligned_windows(live: np.ndarray, offline: np.ndarray, shift: int, search: int, window: int) -> list[int | None]:
+    """For each ``window`` of ``live`` that is not silent, the lag (from ``shift``, within
+    ``search``) at which it equals ``offline`` sample for sample (within 1e-3), or None."""
+    lags: list[int | None] = []
+    last = 0
+    for s in range(0, len(live) - window, window):
+        x = live[s : s + window]
+        lo, hi = s + shift - search, s + shift + window + search
+        if hi > len(offline):
+            break
+        if lo < 0:
+            continue
+        if np.abs(x).max() < 1e-3 and np.abs(offline[s + shift : s + shift + window]).max() < 1e-3:
+            continue  # silence matches silence at any lag
+        # the last window's lag first, then the best few by cross-correlation
+        scores = scipy.signal.correlate(offline[lo:hi, 0], x[:, 0], mode="valid", method="fft")
+        candidates = [last, *(int(k) - search for k in np.argsort(scores)[::-1][:3])]
+        found = next(
+            (lag for lag in candidates if np.abs(offline[s + shift + lag : s + shift + lag + window] - x).max() < 1e-3), None
+        )
+        lags.append(found)
+        last = found if found is not None else last
+    return lags
 
 
 def test_live_audio_matches_the_offline_render(jack, tmp_path):
@@ -83,15 +139,23 @@ def test_live_audio_matches_the_offline_render(jack, tmp_path):
     assert rate == audio.sample_rate
     engine = SynthEngine.for_score(report.score, preset.synth, sample_rate=rate)
     offline = Limiter(rate, preset.synth.ceiling).process(engine.process(int(report.score.end * rate)) * audio.gain)
-    first_live = int(np.flatnonzero(np.abs(live[:, 0]) > 1e-4)[0])
     first_offline = int(np.flatnonzero(np.abs(offline[:, 0]) > 1e-4)[0])
-    n = min(len(offline) - first_offline, len(live) - first_live)
-    a, b = live[first_live : first_live + n], offline[first_offline : first_offline + n]
+    # What the synth handed the sound card is the offline render, whatever the load.
+    played = audio.recording()
+    first_played = int(np.flatnonzero(np.abs(played[:, 0]) > 1e-4)[0])
+    n = min(len(offline) - first_offline, len(played) - first_played)
     assert n > rate * 10
-    if report.xruns == 0:
-        assert np.abs(a - b).max() < 1e-3
-    else:  # an xrun drops a block of the capture: the rest must still line up closely
-        assert np.corrcoef(a[:, 0], b[:, 0])[0, 1] > 0.98
+    assert np.abs(played[first_played : first_played + n] - offline[first_offline : first_offline + n]).max() < 1e-3
+    # What the server played: the same, in 0.1 s windows, but for those an xrun spoilt (a
+    # block each, so at most two windows) and a shift of at most a block per xrun.
+    first_live = int(np.flatnonzero(np.abs(live[:, 0]) > 1e-4)[0])
+    block, window = audio.block, rate // 10
+    lags = aligned_windows(live[first_live:], offline, first_offline, (report.xruns + 1) * block, window)
+    assert len(lags) * window > rate * 10
+    spoilt = sum(lag is None for lag in lags)
+    print(f"xruns {report.xruns}; windows {len(lags)}, spoilt {spoilt}, lags {sorted({lag for lag in lags if lag is not None})}")
+    assert spoilt <= 2 * report.xruns, f"{spoilt} of {len(lags)} windows differ from the offline render; {report.xruns} xruns"
+    assert len({lag for lag in lags if lag is not None}) <= report.xruns + 1
 
 
 def play_and_stop(jack, sig: signal.Signals, tmp_path):
@@ -109,18 +173,30 @@ def play_and_stop(jack, sig: signal.Signals, tmp_path):
         "0.2",
         "--quiet",
     ]
-    proc = subprocess.Popen(cmd, env=jack.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    receiver = Receiver("sonify:out")
+    proc = subprocess.Popen(
+        cmd,
+        env=jack.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=default_sigint,
+    )
     try:
-        deadline = time.monotonic() + 20
-        while not receiver.notes_on() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(2.0)
-        proc.send_signal(sig)
-        _, stderr = proc.communicate(timeout=30)
-        time.sleep(0.2)
+        receiver = Receiver("sonify:out")
+        try:
+            deadline = time.monotonic() + 20
+            while not receiver.notes_on() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(2.0)
+            proc.send_signal(sig)
+            _, stderr = proc.communicate(timeout=30)
+            time.sleep(0.2)
+        finally:
+            receiver.close()
+        assert not session_processes(proc.pid), "a process of the player lives on"
     finally:
-        receiver.close()
+        end_session(proc)
     return proc.returncode, stderr, receiver.got
 
 
@@ -130,7 +206,7 @@ def test_stopping_sends_note_off_for_every_sounding_note(jack, tmp_path, sig, co
     assert returncode == code, stderr
     assert "Traceback" not in stderr and "all notes off" in stderr
     assert any(m.type == "note_on" for _, m in got)
-    assert_all_notes_off(got)
+    assert_all_notes_off(got, {v.channel for v in voices(load_preset("ambient"))})
 
 
 def test_osc_messages_arrive_at_a_real_receiver(jack):
@@ -160,7 +236,7 @@ def test_osc_messages_arrive_at_a_real_receiver(jack):
     assert got[0][0] == "/sonify/start" and got[-1][0] == "/sonify/stop"
 
 
-def test_a_slow_model_makes_the_music_hold_not_stutter(jack):
+def test_a_slow_model_makes_the_music_hold_not_stutter(jack, jitter):
     """The model stalls for 2.5 s after 10 tokens (1.2 s of music): the timeline waits, and
     the notes after the stall keep the Score's spacing."""
     frames = generated(60)
@@ -186,11 +262,17 @@ def test_a_slow_model_makes_the_music_hold_not_stutter(jack):
     melody = [n for n in report.score.notes if n.voice == "melody"]
     arrived = [(t, m) for t, m in receiver.notes_on() if m.channel == melody[0].channel]
     assert len(arrived) == len(melody)
-    gaps_played = np.diff([t for t, _ in arrived])
+    times = [t for t, _ in arrived]
+    gaps_played = np.diff(times)
     gaps_score = np.diff([n.time for n in melody])
-    # Apart from the one hold, every gap is the Score's, within a JACK period.
-    off = np.abs(gaps_played - gaps_score) > 2 * jack.period_seconds
-    assert off.sum() <= 1
+    # Apart from the one hold, every gap is the Score's: each of its notes arrives from
+    # MIDI_ADVANCE early to a JACK period and the OS's delays late (lateness_allowed).
+    allowed = [MIDI_ADVANCE + lateness_allowed(jack, jitter, a, b) for a, b in zip(times, times[1:])]
+    off = np.abs(gaps_played - gaps_score) > allowed
+    print(
+        f"gap errors ms: max {np.sort(np.abs(gaps_played - gaps_score))[-2] * 1e3:.2f} (the hold aside); allowed from {min(allowed) * 1e3:.2f}"
+    )
+    assert off.sum() <= 1, f"{off.sum()} gaps off: {np.round((gaps_played - gaps_score)[off] * 1e3, 1)} ms"
 
 
 def test_panic_command_silences_a_port(jack):
@@ -210,8 +292,13 @@ def test_panic_command_silences_a_port(jack):
     finally:
         port.close()
     assert done.returncode == 0, done.stderr
-    assert {m.channel for m in got if m.type == "control_change" and m.control == 123} == set(range(16))
-    assert sum(1 for m in got if m.type == "note_off") == 16 * 128 or not jack.realtime
+    for control in (64, 123, 120):  # sustain off, All Notes Off, All Sound Off
+        channels = sorted(m.channel for m in got if m.type == "control_change" and m.control == control and m.value == 0)
+        assert channels == list(range(16)), f"controller {control} arrived on channels {channels}"
+    # An xrun can drop MIDI, which happens only at the short period without real-time scheduling.
+    if jack.realtime or jack.period >= 1024:
+        offs = sorted((m.channel, m.note) for m in got if m.type == "note_off")
+        assert offs == [(c, p) for c in range(16) for p in range(128)]
 
 
 def test_a_missing_port_lists_the_available_ones(jack):

@@ -8,10 +8,8 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mido
@@ -21,6 +19,8 @@ import pytest
 import soundfile
 import srt
 import webvtt
+from interrupt import interrupt
+from users import unprivileged
 
 from sonify import Length, OutputSettings, Trace, load_preset, render
 from sonify.music.mapping import make_score
@@ -31,9 +31,9 @@ SOUNDFONT = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
 KINDS = ("wav", "mid", "srt", "vtt", "lrc", "json", "trace.jsonl")
 
 
-def sonify(*args, cwd=None, timeout=300):
+def sonify(*args, cwd=None, timeout=300, prefix=()):
     return subprocess.run(
-        [sys.executable, "-m", "sonify", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout
+        [*prefix, sys.executable, "-m", "sonify", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout
     )
 
 
@@ -229,40 +229,37 @@ def test_unwritable_output_path(tmp_path):
     (tmp_path / "file").write_text("x")
     done = sonify("render", "--tokens", "3", "--out", tmp_path / "file")
     assert done.returncode == 2 and "is a file; choose another --out" in done.stderr
-    if os.geteuid() != 0:  # root may write anywhere
-        locked = tmp_path / "locked"
-        locked.mkdir(mode=0o500)
-        done = sonify("render", "--tokens", "3", "--out", locked)
-        assert done.returncode == 2 and "permission denied" in done.stderr
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    done = sonify("render", "--tokens", "3", "--out", locked, prefix=unprivileged())  # root may write anywhere
+    assert done.returncode == 2 and "permission denied" in done.stderr, done.stderr
+    assert not any(locked.iterdir())
     done = sonify("render", "--tokens", "3", "--out", "/proc/sonify")
     assert done.returncode == 2 and "cannot create output folder /proc/sonify" in done.stderr
 
 
-def test_ctrl_c_during_render_leaves_no_partial_file(piece, tmp_path):
+def test_ctrl_c_during_a_write_leaves_no_partial_file_and_no_process(piece, tmp_path):
+    """SIGINT lands while an output is being written (its temporary file is seen): the
+    command ends with 130, the temporary file is gone, and no process of it lives on."""
     out, name, trace, score = piece
     target = tmp_path / "out"
-    cmd = [
-        sys.executable,
-        "-m",
-        "sonify",
-        "score",
-        str(out / f"{name}.trace.jsonl"),
-        "--preset",
-        "ambient",
-        "--out",
-        str(target),
-        "--plot",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
-    assert "Traceback" not in stderr
-    assert not list(target.glob("*.part")) and not list(target.glob(".*"))
+    seen: list[str] = []
+
+    def writing() -> bool:
+        seen.extend(p.name for p in target.glob(".*.part"))
+        return bool(seen)
+
+    cmd = [sys.executable, "-m", "sonify", "score", str(out / f"{name}.trace.jsonl"), "--preset", "ambient", "--out", str(target), "--plot"]  # fmt: skip
+    done = interrupt(cmd, writing)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr == "interrupted; nothing was written\n"
+    assert not done.survivors, f"still running after the command ended: {done.survivors}"
+    assert not list(target.glob(".*")), "a partial file was left"
+    interrupted = seen[0][1:].rsplit(".", 2)[0]  # .NAME.RANDOM.part
     for path in target.iterdir():  # whatever was written before the interrupt is whole
         if path.suffix == ".wav":
             soundfile.read(path)
+    print(f"interrupted while writing {interrupted}; written before: {sorted(p.name for p in target.iterdir())}")
 
 
 def test_render_help_reads_well():

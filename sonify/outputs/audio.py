@@ -39,5 +39,8 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, su
     if sample_rate not in SAMPLE_RATES:
         raise SonifyError(f"sample rate {sample_rate} Hz is not offered; use 44100 or 48000")
     with atomic_write(path, "wb") as f:
-        soundfile.write(f, np.asarray(audio, dtype=np.float32), sample_rate, subtype=subtype, format=kind)
+        # Through the file descriptor, not the file object: libsndfile then writes in C. Given
+        # a file object it writes through a Python callback, which swallows a Ctrl-C there
+        # and then fails on the short write (exit 1 instead of 130).
+        soundfile.write(f.fileno(), np.asarray(audio, dtype=np.float32), sample_rate, subtype=subtype, format=kind, closefd=False)
     return path
