@@ -331,6 +331,7 @@ def test_sigterm_while_the_files_are_written(checkpoint_dir, tmp_path):
     _, stderr = proc.communicate(timeout=120)
     assert "Traceback" not in stderr, stderr
     after = snapshot(folder)
+    print(f"SIGTERM at the first temporary file: exit {proc.returncode}, {'earlier set kept' if after == before else 'new set'}")
     assert leftovers(folder) == []
     if after == before:
         assert proc.returncode == 143 and "nothing was written; earlier files are untouched" in stderr, stderr
@@ -419,3 +420,21 @@ def test_nan_in_the_model_stops_at_the_token(checkpoint_dir, tmp_path):
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 2 and stderr.count("\n") == 1 and "are not finite (NaN or infinity)" in stderr, stderr
     assert not (tmp_path / "t.jsonl").exists()
+
+
+def test_a_rename_that_fails_part_way_puts_back_what_it_replaced(tmp_path):
+    """The commit renames one file after another; when one rename fails (here for real: the
+    target name is a folder that is not empty), the files already renamed are put back."""
+    from sonify import SonifyError
+    from sonify.outputs.files import OutputSet
+
+    (tmp_path / "a.txt").write_text("earlier a")
+    (tmp_path / "b.txt").mkdir()
+    (tmp_path / "b.txt" / "inside").write_text("keep")
+    before = snapshot(tmp_path)
+    with pytest.raises(SonifyError, match="cannot write .*b.txt.*nothing was written"):
+        with OutputSet() as files:
+            files.write(tmp_path / "a.txt", "new a")
+            files.write(tmp_path / "c.txt", "new c")
+            files.write(tmp_path / "b.txt", "new b")
+    assert snapshot(tmp_path) == before

@@ -196,13 +196,14 @@ class OutputSet:
                 os.replace(tmp, final)
                 done.append((final, kept))
         except OSError as exc:
-            for final, kept in reversed(done):
+            failed = final
+            for done_path, kept in reversed(done):
                 with contextlib.suppress(OSError):
                     if kept is None:
-                        os.unlink(final)
-                    elif kept != final:
-                        os.replace(kept, final)
-            raise write_error(exc, final) from None
+                        os.unlink(done_path)
+                    elif kept != done_path:
+                        os.replace(kept, done_path)
+            raise write_error(exc, failed) from None
         else:
             for final, kept in done:
                 if kept is not None and kept != final:
