@@ -27,7 +27,7 @@ from .music.calibration import Calibration, shipped_calibration
 from .music.mapping import Mapper, make_score, shortest_prefix
 from .music.preset import Preset, load_preset
 from .music.score import Score
-from .outputs.files import atomic_write, prepare_output_folder, slug
+from .outputs.files import OutputSet, atomic_write, prepare_output_folder, refuse_existing, slug
 from .outputs.trace import Trace, trace_name
 
 OUTPUTS = ("audio", "midi", "srt", "vtt", "lrc", "json", "trace", "plot", "page")
@@ -35,6 +35,32 @@ DEFAULT_OUTPUTS = ("audio", "midi", "srt", "vtt", "lrc", "json", "trace")
 DEFAULT_TOKENS = 200
 MAX_TOKENS_FOR_DURATION = 100_000
 SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}
+MAX_DURATION = 3 * 3600.0  # seconds: the longest piece a render starts without --max-duration
+WORDS_PER_TOKEN = 0.75  # of English text, to estimate a generated text's words before it exists
+
+
+def estimate_seconds(preset: Preset, text: str | None = None, tokens: int | None = None) -> float:
+    """About how long the piece ``preset`` makes of ``text`` (or of ``tokens`` generated
+    tokens) lasts, from the words and the preset's pace, before any work is done."""
+    import re
+
+    words = len(re.findall(r"\w+", text)) if text is not None else (tokens or 0) * WORDS_PER_TOKEN
+    return 60.0 * words / preset.timing.words_per_minute
+
+
+def check_size(seconds: float, limit: float | None, what: str = "the piece") -> None:
+    """Refuse to start a piece estimated longer than ``limit`` seconds (memory grows with it)."""
+    limit = MAX_DURATION if limit is None else limit
+    if seconds > limit:
+        raise SonifyError(
+            f"{what} would last about {_clock(seconds)}, more than the limit of {_clock(limit)}; "
+            "give a shorter text or --tokens, or raise --max-duration SECONDS"
+        )
+
+
+def _clock(seconds: float) -> str:
+    hours, rest = divmod(int(round(seconds)), 3600)
+    return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min {rest % 60:02d} s"
 
 
 @dataclass(frozen=True)
@@ -63,7 +89,8 @@ class OutputSettings:
     ``sample_rate`` ``None`` takes the preset's; ``soundfont`` plays the Score through
     FluidSynth with that SoundFont instead of our synthesizer; ``page_audio`` is how the
     page (output ``page``) holds its sound: ``embed`` (Ogg Vorbis inside the page) or
-    ``link`` (the audio file written beside it)."""
+    ``link`` (the audio file written beside it). ``overwrite`` False refuses to replace a
+    file of the same name (the command line's default; ``--force`` sets it)."""
 
     folder: str | os.PathLike = "renders"
     name: str | None = None
@@ -73,6 +100,7 @@ class OutputSettings:
     sample_rate: int | None = None
     soundfont: str | os.PathLike | None = None
     page_audio: str = "embed"
+    overwrite: bool = True
 
     def __post_init__(self) -> None:
         unknown = [o for o in self.outputs if o not in OUTPUTS]
@@ -239,6 +267,28 @@ def run_model(
     return Trace(header, frames)
 
 
+# Each output's file name after the render's name.
+SUFFIXES = {
+    "midi": ".mid", "srt": ".srt", "vtt": ".vtt", "lrc": ".lrc", "json": ".json", "trace": ".trace.jsonl",
+    "plot": ".png", "page": ".html",
+}  # fmt: skip
+
+
+def output_paths(output: OutputSettings, name: str | None = None) -> dict[str, Path]:
+    """The file each of ``output.outputs`` goes to (``name``: when ``output.name`` is None)."""
+    name = output.name or name or "piece"
+    folder = Path(output.folder)
+    return {
+        kind: folder / f"{name}{'.' + output.audio_format if kind == 'audio' else SUFFIXES[kind]}" for kind in output.outputs
+    }
+
+
+def check_outputs_free(output: OutputSettings, name: str | None = None) -> None:
+    """Refuse, before any work, to replace files unless ``output.overwrite``."""
+    if not output.overwrite:
+        refuse_existing(output_paths(output, name).values())
+
+
 def render_files(
     trace: Trace,
     preset: Preset,
@@ -247,7 +297,8 @@ def render_files(
 ) -> Rendered:
     """Map ``trace`` with ``preset`` and write the chosen outputs into ``output.folder``.
 
-    Everything is made in memory first; the files are then written, each atomically."""
+    Everything is made in memory first; the files are then written together (an OutputSet):
+    all of them appear, or none does and earlier files are untouched."""
     from .outputs.audio import SAMPLE_RATES, write_audio
     from .outputs.audio import audio_format as check_format
     from .outputs.midifile import score_to_midi
@@ -256,6 +307,8 @@ def render_files(
 
     output = output or OutputSettings()
     outputs, name = output.outputs, output.name or "piece"
+    check_outputs_free(output)
+    paths = output_paths(output)
     rate = int(output.sample_rate or preset.synth.sample_rate)
     if rate not in SAMPLE_RATES:
         raise SonifyError(f"sample rate {rate} Hz is not offered; use 44100 or 48000")
@@ -266,7 +319,7 @@ def render_files(
     calibration, _ = trace_calibration(trace)
     score = make_score(trace.frames, preset, calibration)
     result = Rendered(score, trace, sample_rate=rate)
-    made: dict[str, tuple[Path, bytes | str | None]] = {}
+    made: dict[str, bytes | str | None] = {}
     if "audio" in outputs or "page" in outputs:
         if output.soundfont is not None:
             from .synth.soundfont import render_soundfont
@@ -275,34 +328,34 @@ def render_files(
         else:
             result.audio = render_audio(score, preset.synth, rate, progress=on_progress)
     if "audio" in outputs:
-        made["audio"] = (audio_path, None)
+        made["audio"] = None
     if "midi" in outputs:
         buffer = io.BytesIO()
         score_to_midi(score, title=name).save(file=buffer)
-        made["midi"] = (folder / f"{name}.mid", buffer.getvalue())
+        made["midi"] = buffer.getvalue()
     if "srt" in outputs:
-        made["srt"] = (folder / f"{name}.srt", to_srt(score))
+        made["srt"] = to_srt(score)
     if "vtt" in outputs:
-        made["vtt"] = (folder / f"{name}.vtt", to_vtt(score))
+        made["vtt"] = to_vtt(score)
     if "lrc" in outputs:
-        made["lrc"] = (folder / f"{name}.lrc", to_lrc(score, title=name))
+        made["lrc"] = to_lrc(score, title=name)
     if "json" in outputs:
-        made["json"] = (folder / f"{name}.json", to_json(score))
+        made["json"] = to_json(score)
     if "plot" in outputs:
         from .outputs.plot import plot_png
 
-        made["plot"] = (folder / f"{name}.png", plot_png(trace.frames, score, title=f"{name} ({preset.name})"))
+        made["plot"] = plot_png(trace.frames, score, title=f"{name} ({preset.name})")
     if "page" in outputs:
-        made["page"] = (folder / f"{name}.html", _page(trace, score, result, audio_path if output.page_audio == "link" else None))
-    for kind, (path, data) in made.items():
-        if kind == "audio":
-            write_audio(path, result.audio, rate, output.subtype)
-        else:
-            with atomic_write(path, "wb" if isinstance(data, bytes) else "w") as f:
-                f.write(data)
-        result.paths[kind] = path
-    if "trace" in outputs:
-        result.paths["trace"] = trace.write(folder / f"{name}.trace.jsonl")
+        made["page"] = _page(trace, score, result, audio_path if output.page_audio == "link" else None)
+    with OutputSet(overwrite=output.overwrite) as files:
+        for kind, data in made.items():
+            if kind == "audio":
+                write_audio(paths[kind], result.audio, rate, output.subtype, outputs=files)
+            else:
+                files.write(paths[kind], data)
+            result.paths[kind] = paths[kind]
+        if "trace" in outputs:
+            result.paths["trace"] = trace.write(paths["trace"], outputs=files)
     return result
 
 

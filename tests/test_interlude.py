@@ -159,7 +159,7 @@ def recording_from(speech):
         (["--duration", "0"], "--duration has to be a positive number"),
         (["--duration", "5", "--fade-in", "3", "--fade-out", "3"], "must be shorter than the piece"),
         (["--duration", "20", "--voice-file", "x.wav"], "--voice-file needs --transcript"),
-        (["--duration", "20", "--lufs", "-3"], "--lufs -3 is outside -40..-6 LUFS"),
+        (["--duration", "20", "--lufs", "-3"], "--lufs has to be in the [-40, -6] interval (LUFS), but is -3"),
     ],
 )
 def test_bad_input(tmp_path, args, message):

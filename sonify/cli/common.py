@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import SonifyError
+from . import options
 
 RENDERS = Path("renders")
 VIRTUAL = "<virtual>"
@@ -19,7 +20,12 @@ API_KEY_VARIABLE = "SONIFY_API_KEY"
 def read_text(source: str) -> tuple[str, str]:
     """The text of ``source`` (a path, or ``-`` for stdin) and a short name for outputs."""
     if source == "-":
-        data, name = sys.stdin.buffer.read(), "stdin"
+        if sys.stdin is None or sys.stdin.closed:
+            raise SonifyError("standard input is closed; pipe the text in, or give --read FILE")
+        try:
+            data, name = sys.stdin.buffer.read(), "stdin"
+        except (OSError, ValueError) as exc:
+            raise SonifyError(f"cannot read standard input ({exc}); pipe the text in, or give --read FILE") from None
     else:
         path = Path(source)
         try:
@@ -61,8 +67,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         help="checkpoint folder, HF cache folder or cached hub id (default: the shipped model); with --server, the model name to ask for",
     )
     g.add_argument("--backend", default=None, help="auto | numpy | mlx (default: auto = MLX on Apple Silicon, else NumPy)")
-    g.add_argument("--window", type=int, metavar="N", help="context window in tokens (default: the model's, at most 2048)")
-    g.add_argument("--threads", type=int, metavar="N", help="BLAS threads (default: all cores)")
+    g.add_argument("--window", type=options.WINDOW, metavar="N", help="context window in tokens (default: the model's, at most 2048)")
+    g.add_argument("--threads", type=options.THREADS, metavar="N", help="BLAS threads (default: all cores)")
     s = p.add_argument_group("inference server (instead of running the model here)")
     s.add_argument(
         "--server",
@@ -79,19 +85,22 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 def add_sampler_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sampling (generation only)")
-    g.add_argument("--temp", type=float, default=0.8, help="temperature; 0 = always the most likely token (default: 0.8)")
-    g.add_argument("--top-k", type=int, default=0, help="keep the K most likely tokens (default: 0 = off)")
-    g.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default: 1.0 = off)")
-    g.add_argument("--min-p", type=float, default=0.0, help="drop tokens below MIN_P x the top probability (default: 0 = off)")
-    g.add_argument("--repetition-penalty", type=float, default=1.0, help="penalise recent tokens (default: 1.0 = off)")
-    g.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    g.add_argument("--temp", type=options.TEMPERATURE, default=0.8, help="temperature; 0 = always the most likely token (default: 0.8)")
+    g.add_argument("--top-k", type=options.TOP_K, default=0, help="keep the K most likely tokens (default: 0 = off)")
+    g.add_argument("--top-p", type=options.TOP_P, default=1.0, help="nucleus sampling mass (default: 1.0 = off)")
+    g.add_argument("--min-p", type=options.MIN_P, default=0.0, help="drop tokens below MIN_P x the top probability (default: 0 = off)")
+    g.add_argument("--repetition-penalty", type=options.REPETITION_PENALTY, default=1.0, help="penalise recent tokens (default: 1.0 = off)")
+    g.add_argument("--seed", type=options.SEED, default=0, help="random seed (default: 0)")
 
 
 def add_output_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("music and output")
     g.add_argument("--preset", default="default", help="preset name or .toml file (default: default; see sonify presets)")
     g.add_argument("--out", type=Path, default=RENDERS, metavar="DIR", help="output folder (default: renders)")
-    g.add_argument("--name", metavar="NAME", help="file name for the outputs, without suffix (default: from the prompt or file)")
+    g.add_argument(
+        "--name", type=options.bare_name, metavar="NAME", help="file name for the outputs, without suffix or folder (default: from the prompt or file)"
+    )
+    g.add_argument("--force", action="store_true", help="replace files of the same name in --out (default: refuse)")
     g.add_argument("--format", choices=("wav", "flac"), default="wav", help="audio file format (default: wav)")
     g.add_argument("--bits", choices=("16", "24", "float"), default="24", help="audio sample format (default: 24)")
     g.add_argument("--rate", type=int, choices=(44100, 48000), help="sample rate in Hz (default: the preset's, 48000)")
@@ -99,6 +108,12 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--plot", action="store_true", help="also write a plot (PNG) of the telemetry and the notes")
     g.add_argument("--no-audio", action="store_true", help="write no audio (MIDI, transcripts and trace only)")
     g.add_argument("--quiet", action="store_true", help="do not echo the text as it comes")
+    g.add_argument(
+        "--max-duration",
+        type=options.MAX_DURATION,
+        metavar="SECONDS",
+        help="refuse, before starting, a piece estimated longer than this (default: 10800 = 3 hours)",
+    )
 
 
 def model_settings(args: argparse.Namespace, alternatives: int = 5):
@@ -155,4 +170,6 @@ def output_settings(args: argparse.Namespace, name: str):
 
     outputs = [o for o in DEFAULT_OUTPUTS if not (o == "audio" and args.no_audio)]
     outputs += ["plot"] if args.plot else []
-    return OutputSettings(args.out, args.name or name, tuple(outputs), args.format, SUBTYPES[args.bits], args.rate, args.soundfont)
+    return OutputSettings(
+        args.out, args.name or name, tuple(outputs), args.format, SUBTYPES[args.bits], args.rate, args.soundfont, overwrite=args.force
+    )

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import SonifyError
+from . import options
 
 RENDER_SUFFIXES = (".trace.jsonl", ".jsonl", ".json", ".wav", ".flac", ".mid", ".srt", ".vtt", ".lrc", ".png", ".html")
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -37,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     page.add_argument("source", metavar="TRACE_OR_RENDER", help="a trace file, or any file of a render made by sonify render")
     page.add_argument("--preset", help="the preset (default: the one the render used, from NAME.json, else default)")
     page.add_argument("--out", type=Path, metavar="DIR", help="folder for the page (default: beside the source)")
-    page.add_argument("--name", metavar="NAME", help="file name of the page, without .html (default: the render's name)")
+    page.add_argument("--name", type=options.bare_name, metavar="NAME", help="file name of the page, without .html (default: the render's name)")
     add_page_audio_arg(page)
     page.set_defaults(run=run_page)
 

@@ -9,6 +9,7 @@ from itertools import islice
 from pathlib import Path
 
 from ..errors import SonifyError, Terminated
+from . import options
 from .common import VIRTUAL, add_model_args, add_sampler_args, generation, model_settings, read_text
 
 LIVE_PAGE = "127.0.0.1:8765"
@@ -32,8 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--trace", metavar="FILE", help="perform a saved trace (.trace.jsonl) in real time, as it was played or rendered (no model needed)"
     )
     play_length = play.add_argument_group("length (one of; default: until the model stops or Ctrl-C)")
-    play_length.add_argument("--tokens", type=int, metavar="N", help="tokens to generate")
-    play_length.add_argument("--duration", type=float, metavar="SECONDS", help="play for this long")
+    play_length.add_argument("--tokens", type=options.TOKENS, metavar="N", help="tokens to generate")
+    play_length.add_argument("--duration", type=options.SECONDS, metavar="SECONDS", help="play for this long")
     outs = play.add_argument_group("outputs (at least one)")
     outs.add_argument(
         "--midi-out",
@@ -53,9 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     timing = play.add_argument_group("timing")
     timing.add_argument(
-        "--latency", type=float, default=0.3, metavar="SECONDS", help="how far ahead events are scheduled (default: 0.3)"
+        "--latency", type=options.LATENCY, default=0.3, metavar="SECONDS", help="how far ahead events are scheduled (default: 0.3)"
     )
-    timing.add_argument("--block", type=int, default=256, metavar="FRAMES", help="audio block size (default: 256)")
+    timing.add_argument("--block", type=options.BLOCK, default=256, metavar="FRAMES", help="audio block size (default: 256)")
     timing.add_argument("--device", metavar="NAME", help="audio output device (default: the system's)")
     timing.add_argument("--no-clock", action="store_true", help="send no MIDI clock")
     timing.add_argument(

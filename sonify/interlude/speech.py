@@ -161,6 +161,10 @@ def recording(path: str | os.PathLike, transcript: str) -> Speech:
         audio, rate = soundfile.read(path, dtype="float32", always_2d=True)
     except Exception as exc:
         raise SonifyError(f"cannot read the voice file {path} ({exc}); give a WAV or FLAC file") from None
+    if audio.size == 0:
+        raise SonifyError(f"the voice file {path} holds no samples; give a recording of the text")
+    if not np.isfinite(audio).all():
+        raise SonifyError(f"the voice file {path} holds samples that are not numbers (NaN or infinity); export it again")
     mono = audio.mean(axis=1)
     tokens = [(m.group(), m.start(), m.end()) for m in re.finditer(r"\S+", transcript)]
     if not tokens:

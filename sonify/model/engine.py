@@ -36,6 +36,19 @@ class _Run:
     index: int = 0
 
 
+def blas_info() -> dict:
+    """The BLAS library NumPy uses and its thread count: a float sum's order, and so the
+    trace's last digits, may depend on them (recorded in the trace header)."""
+    from threadpoolctl import threadpool_info
+
+    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    if not pools:
+        return {}
+    # NumPy's own BLAS (the one the model's matrix products use), not SciPy's or torch's.
+    pool = next((p for p in pools if "numpy" in str(p.get("filepath", ""))), pools[0])
+    return {"library": pool.get("internal_api"), "version": pool.get("version"), "threads": pool.get("num_threads")}
+
+
 class Engine:
     """Runs a :class:`LanguageModel` token by token and reports what happens inside.
 
@@ -102,6 +115,7 @@ class Engine:
         for step in range(max_tokens):
             start = self._make_room(run, 1)
             out = self.model.decoder.forward(np.array([run.last]), run.cache)
+            self._check_finite(run, out)
             run.context.append(run.last)
             logits = out.logits[0]
             logprobs, entropy = log_softmax_entropy(logits)
@@ -136,6 +150,7 @@ class Engine:
             "layers": m.arch.num_layers,
             "heads": m.arch.num_heads,
             "vocab_size": m.arch.vocab_size,
+            "blas": blas_info(),
             "mode": mode,
             **info,
         }
@@ -177,6 +192,7 @@ class Engine:
             feed = [run.last, *tokens[pos : pos + n - 1]]
             start = self._make_room(run, len(feed))
             out = self.model.decoder.forward(np.array(feed), run.cache)
+            self._check_finite(run, out)
             run.context.extend(feed)
             logprobs, entropies = log_softmax_entropy(out.logits)
             for j in range(n):
@@ -184,6 +200,21 @@ class Engine:
                 yield self._frame(run, out, j, logprobs[j], float(entropies[j]), tokens[pos + j], "read", start, final=final)
             run.last = tokens[pos + n - 1]
             pos += n
+
+    def _check_finite(self, run: _Run, out) -> None:
+        """Stop at the first token whose logits or activations hold NaN or infinity.
+
+        Such numbers would flow into the music as noise and into the trace as invalid JSON."""
+        rows = out.logits.shape[0]
+        fine = np.isfinite(out.logits).all(-1) & np.isfinite(out.final_hidden).reshape(rows, -1).all(-1)
+        fine &= np.isfinite(out.layer_norm).all(0) & np.isfinite(out.layer_update).all(0)
+        if not fine.all():
+            j = int(np.argmin(fine))
+            where = "logits" if not np.isfinite(out.logits[j]).all() else "activations"
+            raise SonifyError(
+                f"the model's {where} at token {run.index + j} are not finite (NaN or infinity); its weights are broken "
+                f"or overflow: check the checkpoint ({self.model.folder}), or try another --backend"
+            )
 
     def _piece(self, token_id: int) -> str:
         piece = self._pieces.get(token_id)

@@ -15,6 +15,50 @@ from .remote import RemoteSettings
 from .tokenizer import TextTokenizer
 
 DEFAULT_WINDOW = 2048
+# Special tokens that begin or separate documents, tried when no file names one.
+START_CANDIDATES = ("<|endoftext|>", "<s>", "<|begin_of_text|>", "</s>", "<|im_end|>")
+# Families whose texts begin without a BOS token (their tokenizer adds none).
+NO_BOS_FAMILIES = ("qwen2",)
+
+
+def _json_object(path: Path) -> dict:
+    """``path`` as a JSON object; {} when absent or unreadable (these files are optional)."""
+    import json
+
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def special_tokens(folder: Path, arch: Architecture, tokenizer: TextTokenizer) -> tuple[Architecture, bool]:
+    """``arch`` with its BOS and end-of-text ids completed as transformers finds them:
+    config.json, else generation_config.json, else the tokenizer's named special tokens;
+    and whether texts begin with BOS (tokenizer_config.json's add_bos_token, else the family)."""
+    from dataclasses import replace
+
+    generation = _json_object(folder / "generation_config.json")
+    tokenizer_config = _json_object(folder / "tokenizer_config.json")
+
+    def named(key: str) -> int | None:
+        token = tokenizer_config.get(key)
+        token = token.get("content") if isinstance(token, dict) else token
+        return tokenizer.token_to_id(token) if isinstance(token, str) else None
+
+    def valid(value) -> tuple[int, ...]:
+        ids = value if isinstance(value, list) else [value]
+        ok = all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < arch.vocab_size for i in ids)
+        return tuple(ids) if value is not None and ok else ()
+
+    bos = arch.bos_token_id
+    if bos is None:
+        found = valid(generation.get("bos_token_id")) or valid(named("bos_token"))
+        bos = found[0] if found else None
+    eos = arch.eos_token_ids or valid(generation.get("eos_token_id")) or valid(named("eos_token"))
+    add_bos = tokenizer_config.get("add_bos_token")
+    uses_bos = add_bos if isinstance(add_bos, bool) else arch.model_type not in NO_BOS_FAMILIES
+    return replace(arch, bos_token_id=bos, eos_token_ids=tuple(eos)), uses_bos
 
 
 @dataclass
@@ -44,17 +88,25 @@ class LanguageModel:
             self._digest = self.tensors.digest()
         return self._digest
 
+    uses_bos: bool = True
+
     def start_token(self) -> int:
-        """The token every context begins with: BOS, else end-of-text."""
-        if self.arch.bos_token_id is not None:
-            return self.arch.bos_token_id
-        if self.arch.eos_token_ids:
-            return self.arch.eos_token_ids[0]
-        for candidate in ("<|endoftext|>", "<s>", "<|begin_of_text|>"):
+        """The token every context begins with: BOS where the family starts a text with one,
+        else the end-of-text token (the boundary before a new document, as Qwen2 reads)."""
+        order = (self.arch.bos_token_id, *self.arch.eos_token_ids)
+        if not self.uses_bos:
+            order = (*self.arch.eos_token_ids, self.arch.bos_token_id)
+        for token in order:
+            if token is not None:
+                return token
+        for candidate in START_CANDIDATES:
             token = self.tokenizer.token_to_id(candidate)
             if token is not None:
                 return token
-        raise SonifyError(f"{self.folder}: config.json names no bos_token_id or eos_token_id; add one")
+        raise SonifyError(
+            f"{self.folder}: no start or end-of-text token is known (config.json, generation_config.json and "
+            "tokenizer_config.json name none); add bos_token_id to config.json"
+        )
 
 
 def _model_name(folder: Path) -> str:
@@ -108,6 +160,7 @@ def load_model(
     config = read_config(folder)
     arch = build_architecture(config, where=str(folder / "config.json"))
     tokenizer = TextTokenizer(folder)
+    arch, uses_bos = special_tokens(folder, arch, tokenizer)
     if tokenizer.vocab_size > arch.vocab_size:
         raise SonifyError(
             f"{folder}: tokenizer.json has {tokenizer.vocab_size} tokens but the model only {arch.vocab_size}; they do not belong together"
@@ -120,4 +173,4 @@ def load_model(
 
         threadpool_limits(limits=threads, user_api="blas")
     decoder = create_decoder(backend, arch, weights, min(arch.max_positions, window or DEFAULT_WINDOW))
-    return LanguageModel(_model_name(folder), folder, config, arch, tokenizer, decoder, tensors)
+    return LanguageModel(_model_name(folder), folder, config, arch, tokenizer, decoder, tensors, uses_bos=uses_bos)

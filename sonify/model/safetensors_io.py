@@ -47,7 +47,9 @@ class SafetensorsFile:
                 if header_len > min(_MAX_HEADER, size - 8):
                     raise ValueError(f"header length {header_len} does not fit a {size}-byte file")
                 header = json.loads(f.read(header_len))
-        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            if not isinstance(header, dict):
+                raise ValueError("its header is not a JSON object")
+        except (OSError, ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise SonifyError(f"{self.path} is not a readable safetensors file ({exc}); re-download or re-export it") from None
         self.metadata = header.pop("__metadata__", {}) or {}
         self._data_start = 8 + header_len
@@ -55,8 +57,15 @@ class SafetensorsFile:
         for name, info in header.items():
             try:
                 dtype, shape, (start, end) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
+                numbers = (start, end, *shape)
+                if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in numbers) or start > end:
+                    raise ValueError
+                if not isinstance(dtype, str):
+                    raise ValueError
             except (KeyError, TypeError, ValueError):
-                raise SonifyError(f"{self.path}: tensor {name!r} has a malformed header entry; re-export the file") from None
+                raise SonifyError(
+                    f"{self.path}: tensor {name!r} has a malformed header entry (dtype, shape or data_offsets); re-export the file"
+                ) from None
             if dtype not in _DTYPES:
                 raise SonifyError(
                     f"{self.path}: tensor {name!r} has dtype {dtype}, which sonify cannot read (use float32, float16 or bfloat16)"

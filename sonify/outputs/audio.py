@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import SonifyError
-from .files import atomic_write
+from .files import OutputSet, deferred_signals
 
 # Output formats: suffix → (soundfile format, allowed subtypes, default subtype)
 FORMATS = {
@@ -30,17 +31,32 @@ def audio_format(path: str | os.PathLike, subtype: str | None = None) -> tuple[s
     return kind, subtype
 
 
-def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, subtype: str | None = None) -> Path:
-    """Write ``audio`` as WAV or FLAC (by suffix), atomically: the file appears whole or not at all."""
+def encode_audio(audio: np.ndarray, sample_rate: int, kind: str, subtype: str) -> bytes:
+    """``audio`` as the bytes of a WAV or FLAC file (``kind``).
+
+    Encoded in memory, with Ctrl-C held until it is done: soundfile calls back into Python
+    from C, where an interruption cannot unwind (it left a cffi traceback and a failed assert).
+    Writing the bytes afterwards gives a full disk's real error (ENOSPC, EFBIG)."""
     import soundfile
 
+    buffer = io.BytesIO()
+    with deferred_signals():
+        soundfile.write(buffer, np.asarray(audio, dtype=np.float32), sample_rate, subtype=subtype, format=kind)
+    return buffer.getvalue()
+
+
+def write_audio(
+    path: str | os.PathLike, audio: np.ndarray, sample_rate: int, subtype: str | None = None, outputs: OutputSet | None = None
+) -> Path:
+    """Write ``audio`` as WAV or FLAC (by suffix), atomically: the file appears whole or not at all.
+
+    With ``outputs`` the file is staged there, and appears with the set's other files."""
     path = Path(path)
     kind, subtype = audio_format(path, subtype)
     if sample_rate not in SAMPLE_RATES:
         raise SonifyError(f"sample rate {sample_rate} Hz is not offered; use 44100 or 48000")
-    with atomic_write(path, "wb") as f:
-        # Through the file descriptor, not the file object: libsndfile then writes in C. Given
-        # a file object it writes through a Python callback, which swallows a Ctrl-C there
-        # and then fails on the short write (exit 1 instead of 130).
-        soundfile.write(f.fileno(), np.asarray(audio, dtype=np.float32), sample_rate, subtype=subtype, format=kind, closefd=False)
-    return path
+    data = encode_audio(audio, sample_rate, kind, subtype)
+    if outputs is not None:
+        return outputs.write(path, data)
+    with OutputSet(announce=False) as alone:
+        return alone.write(path, data)

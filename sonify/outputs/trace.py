@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import SonifyError
 from ..model.frame import Frame
-from .files import atomic_write
+from .files import OutputSet, atomic_write
 
 FORMAT = "sonify-trace"
 VERSION = 1
@@ -27,10 +27,10 @@ class Trace:
     header: dict[str, Any]
     frames: list[Frame] = field(default_factory=list)
 
-    def write(self, path: str | os.PathLike) -> Path:
-        """Write the trace atomically; returns the path."""
+    def write(self, path: str | os.PathLike, outputs: OutputSet | None = None) -> Path:
+        """Write the trace atomically (with ``outputs``: staged there, to appear with the set); returns the path."""
         path = Path(path)
-        with atomic_write(path) as f:
+        with atomic_write(path) if outputs is None else outputs.open(path) as f:
             f.write(json.dumps({"format": FORMAT, "version": VERSION, **self.header}, ensure_ascii=False) + "\n")
             for frame in self.frames:
                 f.write(json.dumps(frame.to_dict(), ensure_ascii=False) + "\n")
@@ -49,7 +49,7 @@ class Trace:
             raise SonifyError(f"{path} is empty, not a sonify trace")
         try:
             header = json.loads(lines[0])
-        except ValueError:
+        except (ValueError, RecursionError):
             raise SonifyError(f"{path}:1 is not JSON; is this a sonify trace (.jsonl)?") from None
         if not isinstance(header, dict) or header.get("format") != FORMAT:
             raise SonifyError(f'{path} is not a sonify trace (its first line has no "format": "{FORMAT}")')
@@ -62,8 +62,9 @@ class Trace:
                 continue
             try:
                 frames.append(Frame.from_dict(json.loads(line)))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise SonifyError(f"{path}:{number} is not a valid frame ({type(exc).__name__}: {exc})") from None
+            except (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
+                detail = "nested too deeply" if isinstance(exc, RecursionError) else f"{type(exc).__name__}: {exc}"
+                raise SonifyError(f"{path}:{number} is not a valid frame ({detail})") from None
         return cls(header, frames)
 
     def text(self) -> str:
