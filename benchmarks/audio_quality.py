@@ -10,7 +10,8 @@ The shipped model reads the text and each preset makes its Score; printed per pr
   (``render_audio``: effects, loudness and limiter) (goal <= -40 dB);
 - alias: the strongest non-harmonic component relative to its source, in dB. Each distinct
   (voice, pitch) of the Score, at the loudest velocity it has, is rendered alone and dry
-  (the voice's bus: instrument and bus filter, no effects) for 0.68 s; in its spectrum
+  (the voice's bus: instrument and bus filter, no effects), and 0.68 s of it from 50 ms
+  after its attack analysed; in its spectrum
   (Blackman-Harris window, 32,768 points) every bin more than 6 bins (+ the instrument's
   detune) away from a multiple of the note's frequency (half of it for the bell, whose
   modulator is at 3.5x) is non-harmonic; the figure is the loudest such bin against the
@@ -78,6 +79,7 @@ def alias_db(score, settings, rate: int) -> tuple[float, str]:
     """The worst non-harmonic component against its note's loudest, over the Score's
     distinct (voice, pitch), and which note it was."""
     from sonify.music.score import Note
+    from sonify.synth.instruments import INSTRUMENTS
 
     loudest: dict[tuple[str, int], int] = {}
     for note in score.notes:
@@ -87,15 +89,18 @@ def alias_db(score, settings, rate: int) -> tuple[float, str]:
     bin_hz = rate / ALIAS_POINTS
     freqs = np.arange(ALIAS_POINTS // 2 + 1) * bin_hz
     worst, where = -np.inf, ""
-    seconds = ALIAS_POINTS / rate + 0.05
     for (voice, pitch), velocity in sorted(loudest.items()):
         info = score.voice(voice)
+        # The window starts past the attack: the corner where a slow attack ends would
+        # smear the partials into the bins next to them.
+        skip = round((INSTRUMENTS[info.instrument].attack + 0.05) * rate)
+        seconds = (skip + ALIAS_POINTS) / rate + 0.05
         note = Note(0.0, seconds, 0.0, 1.0, pitch, velocity, voice, info.channel, 0)
         alone = dataclasses.replace(score, notes=(note,), controls=())
         bus = dry_buses(alone, settings, rate=rate).get(voice)
         if bus is None:
             continue
-        x = bus[:ALIAS_POINTS].astype(np.float64)
+        x = bus[skip : skip + ALIAS_POINTS].astype(np.float64)
         if x.size < ALIAS_POINTS or not np.any(x):
             continue
         power = np.abs(np.fft.rfft(x * window)) ** 2
