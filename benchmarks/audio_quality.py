@@ -17,10 +17,12 @@ The shipped model reads the text and each preset makes its Score; printed per pr
   modulator is at 3.5x) is non-harmonic; the figure is the loudest such bin against the
   loudest bin of the note, the worst over the notes (goal <= -60 dB);
 - clicks: on each voice's dry bus over the whole Score, the samples whose second difference
-  exceeds CLICK_RATIO x the RMS of the second difference over the surrounding 10 ms, not
-  within ONSET_GUARD of a note's start or end in that voice (onsets from the Score), and
-  louder than -100 dB of the bus's peak (goal: 0). A control that steps, or a note that
-  restarts, shows here; a smooth glide or an oscillator's own waveform does not;
+  exceeds CLICK_RATIO x the RMS of the second difference over the surrounding 20 ms, not
+  within ONSET_GUARD of a note's start or end in that voice (from the Score), where the
+  signal is above -100 dB of the bus's peak, and that do not come again one period of a
+  sounding note before or after (a waveform's corner, such as a low sawtooth's wrap
+  through its lowpass, does) (goal: 0). A control that steps, or a note that restarts,
+  shows here; a smooth glide or an oscillator's own waveform does not;
 - held: for every pitch a voice holds across a chord change (an onset of another pitch in
   the same voice), the tone's level as the engine plays it among the voice's notes (its
   steals included), dry, RMS over whole periods (>= 10 ms) every ms from 50 ms before to 50 ms
@@ -130,9 +132,10 @@ def _local_rms(d2: np.ndarray, rate: int) -> np.ndarray:
 
 
 def clicks(score, buses: dict[str, np.ndarray], rate: int) -> int:
-    """Samples whose second difference jumps out of its surroundings, away from note edges."""
+    """Samples whose second difference jumps out of its surroundings, away from note edges,
+    and not a corner of a waveform (one that comes again a period of a sounding note later
+    or earlier, as a low sawtooth's wrap does through its lowpass)."""
     count = 0
-    half = round(CLICK_WINDOW * rate / 2)
     guard = round(ONSET_GUARD * rate)
     for voice, bus in buses.items():
         x = bus.astype(np.float64)
@@ -141,13 +144,27 @@ def clicks(score, buses: dict[str, np.ndarray], rate: int) -> int:
         local = np.repeat(_local_rms(d2, rate), round(rate / 1000))[: x.size]
         floor = 1e-5 * np.abs(x).max()
         flagged = (np.abs(d2) > CLICK_RATIO * local) & (np.abs(x) > floor)
-        allowed = np.ones(x.size, dtype=bool)
-        for note in score.notes_of(voice):
+        notes = score.notes_of(voice)
+        for note in notes:
             for edge in (note.time, note.time + note.duration):
                 s = round(edge * rate)
-                allowed[max(s - guard, 0) : s + guard] = False
-        count += int(np.count_nonzero(flagged & allowed))
+                flagged[max(s - guard, 0) : s + guard] = False
+        for n in np.flatnonzero(flagged):
+            sounding = [m for m in notes if m.time * rate <= n <= (m.time + m.duration + 2.0) * rate]
+            if not any(_repeats(d2, n, rate / (440.0 * 2 ** ((m.pitch - 69) / 12))) for m in sounding):
+                count += 1
     return count
+
+
+def _repeats(d2: np.ndarray, n: int, period: float) -> bool:
+    """Whether a second difference at least half as large as ``d2[n]`` comes one period
+    (within 0.4 %, the detuned saws' drift, and 2 samples) before or after ``n``."""
+    slack = int(0.004 * period) + 2
+    for centre in (n - period, n + period):
+        lo, hi = max(int(centre) - slack, 0), min(int(centre) + slack + 1, d2.size)
+        if lo < hi and np.abs(d2[lo:hi]).max() >= 0.5 * abs(d2[n]):
+            return True
+    return False
 
 
 def held_tones(score, settings, rate: int) -> tuple[float, int]:
