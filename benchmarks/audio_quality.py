@@ -25,9 +25,10 @@ The shipped model reads the text and each preset makes its Score; printed per pr
   shows here; a smooth glide or an oscillator's own waveform does not;
 - held: for every pitch a voice holds across a chord change (an onset of another pitch in
   the same voice), the tone's level as the engine plays it among the voice's notes (its
-  steals included), dry, RMS over whole periods (>= 10 ms) every ms from 50 ms before to 50 ms
-  after the change (at least 0.5 s into the tone, past its attack); the figure is the
-  worst max - min in dB, with how many changes
+  steals included), dry, against the same pitch played alone as one note over that span
+  (its envelope and a pad's beating cancel out), RMS over whole periods (>= 10 ms) every
+  ms from 50 ms before to 50 ms after the change (at least 0.5 s into the tone, past its
+  attack); the figure is the worst max - min of the ratio in dB, with how many changes
   (goal <= 1 dB; two notes of the pitch that abut at the change count as one held tone:
   the re-struck common tone a tie removes).
 
@@ -173,7 +174,9 @@ def held_tones(score, settings, rate: int) -> tuple[float, int]:
     A chord change is an onset of another pitch in the voice while the tone holds (two
     notes of the pitch that abut there count as one held tone: a re-strike a tie removes).
     The tone is rendered as the engine plays it among the voice's notes (a polyphony limit
-    may steal it), through the voice's bus filter."""
+    may steal it), through the voice's bus filter, and compared with the same pitch played
+    alone as one note over the same span (so its own envelope and the beating of detuned
+    oscillators cancel out): the figure is the spread of played / alone in dB."""
     worst, found = 0.0, 0
     span = round(HELD_SPAN * rate)
     for info in score.voices:
@@ -188,6 +191,8 @@ def held_tones(score, settings, rate: int) -> tuple[float, int]:
                 if runs and runs[-1][2][0].pitch == pitch and abs(s - runs[-1][1]) <= rate // 1000:
                     runs[-1] = (runs[-1][0], max(e, runs[-1][1]), runs[-1][2] + [n])
                 else:
+                    if runs and runs[-1][2][0].pitch == pitch and s < runs[-1][1]:
+                        runs[-1] = (runs[-1][0], s, runs[-1][2])  # struck again before its end: held until then
                     runs.append((s, e, [n]))
         held = []
         for s, e, group in runs:
@@ -209,17 +214,25 @@ def held_tones(score, settings, rate: int) -> tuple[float, int]:
             for _, _, sounding in engine.pending:
                 if sounding.note in group:
                     tone[sounding.start : sounding.end] += sounding.render(0, sounding.end - sounding.start)[: total - sounding.start]
+            # The reference: the tone as one note from its first start to its last end, alone.
+            first = min(group, key=lambda n: n.time)
+            end = max(n.time + n.duration for n in group)
+            tied = dataclasses.replace(first, duration=end - first.time)
+            alone = dry_buses(dataclasses.replace(score, notes=(tied,)), settings, rate=rate)[info.name].astype(np.float64)
+            reference = np.zeros(total)
+            reference[: min(total, alone.size)] = alone[:total]
             if info.name in engine.bus_filters:
                 b, a, _ = engine.bus_filters[info.name]
                 tone = lfilter(b.astype(np.float64), a.astype(np.float64), tone)
-            period = rate / (440.0 * 2 ** ((group[0].pitch - 69) / 12))
+            period = rate / (440.0 * 2 ** ((first.pitch - 69) / 12))
             width = round(period * np.ceil(0.010 * rate / period))
-            energy = np.concatenate([[0.0], np.cumsum(tone * tone)])
+            played = np.concatenate([[0.0], np.cumsum(tone * tone)])
+            expected = np.concatenate([[0.0], np.cumsum(reference * reference)])
             for t in changes:
-                starts_at = np.arange(t - span - width // 2, t + span - width // 2, rate // 1000)
-                rms = np.sqrt(np.maximum(energy[starts_at + width] - energy[starts_at], 0.0) / width)
+                at = np.arange(t - span - width // 2, t + span - width // 2, rate // 1000)
+                ratio = np.maximum(played[at + width] - played[at], 1e-24) / np.maximum(expected[at + width] - expected[at], 1e-24)
                 found += 1
-                worst = max(worst, 20 * np.log10(max(rms.max(), 1e-12) / max(rms.min(), 1e-12)))
+                worst = max(worst, 10 * np.log10(ratio.max() / ratio.min()))
     return float(worst), found
 
 
