@@ -10,21 +10,25 @@ The shipped model reads the text and each preset makes its Score; printed per pr
   (``render_audio``: effects, loudness and limiter) (goal <= -40 dB);
 - alias: the strongest non-harmonic component relative to its source, in dB. Each distinct
   (voice, pitch) of the Score, at the loudest velocity it has, is rendered alone and dry
-  (the voice's bus: instrument and bus filter, no effects) for 0.68 s; in its spectrum
+  (the voice's bus: instrument and bus filter, no effects), and 0.68 s of it from 50 ms
+  after its attack analysed; in its spectrum
   (Blackman-Harris window, 32,768 points) every bin more than 6 bins (+ the instrument's
   detune) away from a multiple of the note's frequency (half of it for the bell, whose
   modulator is at 3.5x) is non-harmonic; the figure is the loudest such bin against the
   loudest bin of the note, the worst over the notes (goal <= -60 dB);
 - clicks: on each voice's dry bus over the whole Score, the samples whose second difference
-  exceeds CLICK_RATIO x the RMS of the second difference over the surrounding 10 ms, not
-  within ONSET_GUARD of a note's start or end in that voice (onsets from the Score), and
-  louder than -100 dB of the bus's peak (goal: 0). A control that steps, or a note that
-  restarts, shows here; a smooth glide or an oscillator's own waveform does not;
+  exceeds CLICK_RATIO x the RMS of the second difference over the surrounding 20 ms, not
+  within ONSET_GUARD of a note's start or end in that voice (from the Score), where the
+  signal is above -100 dB of the bus's peak, and that do not come again one period of a
+  sounding note before or after (a waveform's corner, such as a low sawtooth's wrap
+  through its lowpass, does) (goal: 0). A control that steps, or a note that restarts,
+  shows here; a smooth glide or an oscillator's own waveform does not;
 - held: for every pitch a voice holds across a chord change (an onset of another pitch in
   the same voice), the tone's level as the engine plays it among the voice's notes (its
-  steals included), dry, RMS over whole periods (>= 10 ms) every ms from 50 ms before to 50 ms
-  after the change (at least 0.5 s into the tone, past its attack); the figure is the
-  worst max - min in dB, with how many changes
+  steals included), dry, against the same pitch played alone as one note over that span
+  (its envelope and a pad's beating cancel out), RMS over whole periods (>= 10 ms) every
+  ms from 50 ms before to 50 ms after the change (at least 0.5 s into the tone, past its
+  attack); the figure is the worst max - min of the ratio in dB, with how many changes
   (goal <= 1 dB; two notes of the pitch that abut at the change count as one held tone:
   the re-struck common tone a tie removes).
 
@@ -78,6 +82,7 @@ def alias_db(score, settings, rate: int) -> tuple[float, str]:
     """The worst non-harmonic component against its note's loudest, over the Score's
     distinct (voice, pitch), and which note it was."""
     from sonify.music.score import Note
+    from sonify.synth.instruments import INSTRUMENTS
 
     loudest: dict[tuple[str, int], int] = {}
     for note in score.notes:
@@ -87,15 +92,18 @@ def alias_db(score, settings, rate: int) -> tuple[float, str]:
     bin_hz = rate / ALIAS_POINTS
     freqs = np.arange(ALIAS_POINTS // 2 + 1) * bin_hz
     worst, where = -np.inf, ""
-    seconds = ALIAS_POINTS / rate + 0.05
     for (voice, pitch), velocity in sorted(loudest.items()):
         info = score.voice(voice)
+        # The window starts past the attack: the corner where a slow attack ends would
+        # smear the partials into the bins next to them.
+        skip = round((INSTRUMENTS[info.instrument].attack + 0.05) * rate)
+        seconds = (skip + ALIAS_POINTS) / rate + 0.05
         note = Note(0.0, seconds, 0.0, 1.0, pitch, velocity, voice, info.channel, 0)
         alone = dataclasses.replace(score, notes=(note,), controls=())
         bus = dry_buses(alone, settings, rate=rate).get(voice)
         if bus is None:
             continue
-        x = bus[:ALIAS_POINTS].astype(np.float64)
+        x = bus[skip : skip + ALIAS_POINTS].astype(np.float64)
         if x.size < ALIAS_POINTS or not np.any(x):
             continue
         power = np.abs(np.fft.rfft(x * window)) ** 2
@@ -125,9 +133,10 @@ def _local_rms(d2: np.ndarray, rate: int) -> np.ndarray:
 
 
 def clicks(score, buses: dict[str, np.ndarray], rate: int) -> int:
-    """Samples whose second difference jumps out of its surroundings, away from note edges."""
+    """Samples whose second difference jumps out of its surroundings, away from note edges,
+    and not a corner of a waveform (one that comes again a period of a sounding note later
+    or earlier, as a low sawtooth's wrap does through its lowpass)."""
     count = 0
-    half = round(CLICK_WINDOW * rate / 2)
     guard = round(ONSET_GUARD * rate)
     for voice, bus in buses.items():
         x = bus.astype(np.float64)
@@ -136,13 +145,27 @@ def clicks(score, buses: dict[str, np.ndarray], rate: int) -> int:
         local = np.repeat(_local_rms(d2, rate), round(rate / 1000))[: x.size]
         floor = 1e-5 * np.abs(x).max()
         flagged = (np.abs(d2) > CLICK_RATIO * local) & (np.abs(x) > floor)
-        allowed = np.ones(x.size, dtype=bool)
-        for note in score.notes_of(voice):
+        notes = score.notes_of(voice)
+        for note in notes:
             for edge in (note.time, note.time + note.duration):
                 s = round(edge * rate)
-                allowed[max(s - guard, 0) : s + guard] = False
-        count += int(np.count_nonzero(flagged & allowed))
+                flagged[max(s - guard, 0) : s + guard] = False
+        for n in np.flatnonzero(flagged):
+            sounding = [m for m in notes if m.time * rate <= n <= (m.time + m.duration + 2.0) * rate]
+            if not any(_repeats(d2, n, rate / (440.0 * 2 ** ((m.pitch - 69) / 12))) for m in sounding):
+                count += 1
     return count
+
+
+def _repeats(d2: np.ndarray, n: int, period: float) -> bool:
+    """Whether a second difference at least half as large as ``d2[n]`` comes one period
+    (within 0.4 %, the detuned saws' drift, and 2 samples) before or after ``n``."""
+    slack = int(0.004 * period) + 2
+    for centre in (n - period, n + period):
+        lo, hi = max(int(centre) - slack, 0), min(int(centre) + slack + 1, d2.size)
+        if lo < hi and np.abs(d2[lo:hi]).max() >= 0.5 * abs(d2[n]):
+            return True
+    return False
 
 
 def held_tones(score, settings, rate: int) -> tuple[float, int]:
@@ -151,7 +174,9 @@ def held_tones(score, settings, rate: int) -> tuple[float, int]:
     A chord change is an onset of another pitch in the voice while the tone holds (two
     notes of the pitch that abut there count as one held tone: a re-strike a tie removes).
     The tone is rendered as the engine plays it among the voice's notes (a polyphony limit
-    may steal it), through the voice's bus filter."""
+    may steal it), through the voice's bus filter, and compared with the same pitch played
+    alone as one note over the same span (so its own envelope and the beating of detuned
+    oscillators cancel out): the figure is the spread of played / alone in dB."""
     worst, found = 0.0, 0
     span = round(HELD_SPAN * rate)
     for info in score.voices:
@@ -166,6 +191,8 @@ def held_tones(score, settings, rate: int) -> tuple[float, int]:
                 if runs and runs[-1][2][0].pitch == pitch and abs(s - runs[-1][1]) <= rate // 1000:
                     runs[-1] = (runs[-1][0], max(e, runs[-1][1]), runs[-1][2] + [n])
                 else:
+                    if runs and runs[-1][2][0].pitch == pitch and s < runs[-1][1]:
+                        runs[-1] = (runs[-1][0], s, runs[-1][2])  # struck again before its end: held until then
                     runs.append((s, e, [n]))
         held = []
         for s, e, group in runs:
@@ -187,17 +214,25 @@ def held_tones(score, settings, rate: int) -> tuple[float, int]:
             for _, _, sounding in engine.pending:
                 if sounding.note in group:
                     tone[sounding.start : sounding.end] += sounding.render(0, sounding.end - sounding.start)[: total - sounding.start]
+            # The reference: the tone as one note from its first start to its last end, alone.
+            first = min(group, key=lambda n: n.time)
+            end = max(n.time + n.duration for n in group)
+            tied = dataclasses.replace(first, duration=end - first.time)
+            alone = dry_buses(dataclasses.replace(score, notes=(tied,)), settings, rate=rate)[info.name].astype(np.float64)
+            reference = np.zeros(total)
+            reference[: min(total, alone.size)] = alone[:total]
             if info.name in engine.bus_filters:
                 b, a, _ = engine.bus_filters[info.name]
                 tone = lfilter(b.astype(np.float64), a.astype(np.float64), tone)
-            period = rate / (440.0 * 2 ** ((group[0].pitch - 69) / 12))
+            period = rate / (440.0 * 2 ** ((first.pitch - 69) / 12))
             width = round(period * np.ceil(0.010 * rate / period))
-            energy = np.concatenate([[0.0], np.cumsum(tone * tone)])
+            played = np.concatenate([[0.0], np.cumsum(tone * tone)])
+            expected = np.concatenate([[0.0], np.cumsum(reference * reference)])
             for t in changes:
-                starts_at = np.arange(t - span - width // 2, t + span - width // 2, rate // 1000)
-                rms = np.sqrt(np.maximum(energy[starts_at + width] - energy[starts_at], 0.0) / width)
+                at = np.arange(t - span - width // 2, t + span - width // 2, rate // 1000)
+                ratio = np.maximum(played[at + width] - played[at], 1e-24) / np.maximum(expected[at + width] - expected[at], 1e-24)
                 found += 1
-                worst = max(worst, 20 * np.log10(max(rms.max(), 1e-12) / max(rms.min(), 1e-12)))
+                worst = max(worst, 10 * np.log10(ratio.max() / ratio.min()))
     return float(worst), found
 
 

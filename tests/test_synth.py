@@ -257,10 +257,11 @@ def test_control_changes_glide_without_steps():
     np.testing.assert_array_equal(pieces[: curve.size], curve.astype(np.float32))
 
 
-@pytest.mark.parametrize("instrument,pitch", [("bell", 96), ("bell", 84), ("keys", 100)])
-def test_fm_has_no_aliases(instrument, pitch):
-    """The modulation index is limited per note so that no sideband that matters lies past
-    Nyquist: everything off the note's harmonic grid is 60 dB below its loudest partial."""
+@pytest.mark.parametrize("instrument,pitch", [("bell", 96), ("keys", 100), ("pluck", 100), ("pulse", 100)])
+def test_oscillators_have_no_aliases(instrument, pitch):
+    """FM: the modulation index is limited per note so that no sideband that matters lies
+    past Nyquist; saw and square: wavetables of the harmonics below Nyquist. Everything off
+    the note's harmonic grid is 60 dB below its loudest partial."""
     settings = dataclasses.replace(dry_settings(), brightness=1.0)
     points = 32768
     audio = SynthEngine.for_score(single_voice_score([(0.0, 1.0, pitch)], instrument), settings).process(points)

@@ -6,6 +6,8 @@ block it falls in: that is what makes rendering in small blocks and in one block
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 TWO_PI = 2.0 * np.pi
@@ -14,56 +16,76 @@ TWO_PI = 2.0 * np.pi
 _TURN = 2.0**32
 
 
-def phase(n: np.ndarray, freq: float, sample_rate: int, offset: float = 0.0, turn: float = 1.0) -> np.ndarray:
-    """Phase in [0, 1) at samples ``n`` (uint32, counted from the note's start), float32.
-
-    The phase is a 32-bit fixed-point number: ``n * increment`` wraps around exactly as a
-    phase should, with no rounding error that grows along a long note, and the same value
-    whichever block the sample falls in. The pitch is exact to 1e-5 Hz. ``turn`` sets the
-    unit: 1 for turns, ``TWO_PI`` for radians (ready for ``np.sin``)."""
+def turns(n: np.ndarray, freq: float, sample_rate: int, offset: float = 0.0) -> np.ndarray:
+    """Phase at samples ``n`` (uint32, counted from the note's start) as a 32-bit fixed-point
+    fraction of a turn, uint32: ``n * increment`` wraps around exactly as a phase should,
+    with no rounding error that grows along a long note, and the same value whichever block
+    the sample falls in. The pitch is exact to 1e-5 Hz."""
     increment = np.uint32(round(freq / sample_rate * _TURN) % (1 << 32))
     start = np.uint32(round(offset * _TURN) % (1 << 32))
-    turns = n * increment
+    out = n * increment
     if start:
-        turns += start
-    return np.multiply(turns, np.float32(turn / _TURN), dtype=np.float32)  # cast and scale in one pass
-
-
-def _polyblep(p: np.ndarray, dt: float) -> np.ndarray:
-    """The PolyBLEP residual that removes the aliasing step of a discontinuity at phase 0."""
-    out = np.zeros_like(p)
-    _subtract_polyblep(out, p, dt, sign=-1.0)
+        out += start
     return out
 
 
-def _subtract_polyblep(out: np.ndarray, p: np.ndarray, dt: float, sign: float = 1.0) -> None:
-    """``out -= sign * polyblep(p, dt)``, touching only the samples next to a wrap."""
-    if dt <= 0.0:
-        return
-    lo = np.flatnonzero(p < dt)
-    x = p[lo] / np.float32(dt)
-    out[lo] -= sign * (x + x - x * x - 1.0)
-    hi = np.flatnonzero(p > 1.0 - dt)
-    x = (p[hi] - 1.0) / np.float32(dt)
-    out[hi] -= sign * (x * x + x + x + 1.0)
+def phase(n: np.ndarray, freq: float, sample_rate: int, offset: float = 0.0, turn: float = 1.0) -> np.ndarray:
+    """Phase in [0, 1) at samples ``n`` (see ``turns``), float32. ``turn`` sets the unit: 1
+    for turns, ``TWO_PI`` for radians (ready for ``np.sin``)."""
+    return np.multiply(turns(n, freq, sample_rate, offset), np.float32(turn / _TURN), dtype=np.float32)  # cast and scale in one pass
 
 
-def saw(p: np.ndarray, dt: float) -> np.ndarray:
-    """Band-limited sawtooth (PolyBLEP) from phase ``p``; ``dt`` = frequency / sample rate."""
-    out = p * np.float32(2.0)
-    out -= np.float32(1.0)
-    _subtract_polyblep(out, p, dt)
+# One period of each band-limited wave in this many points. Linear interpolation in a table
+# this fine leaves its images about 100 dB down: the waves alias no more than they have
+# harmonics.
+_TABLE_BITS = 12
+TABLE_SIZE = 1 << _TABLE_BITS
+_FRACTION_BITS = 32 - _TABLE_BITS
+_PIECE = 32768
+
+
+@lru_cache(maxsize=256)
+def _table(shape: str, harmonics: int) -> tuple[np.ndarray, np.ndarray]:
+    """One period of ``shape`` ("saw" rising from -1 to 1, or "square" +1 then -1) made of
+    its first ``harmonics`` harmonics, TABLE_SIZE points, and the step from each point to
+    the next (float32 both)."""
+    k = np.arange(1, harmonics + 1)
+    if shape == "saw":
+        amplitude = -2.0 / (np.pi * k)  # 2p - 1 = -(2/pi) sum sin(2 pi k p) / k
+    else:
+        amplitude = np.where(k % 2 == 1, 4.0 / (np.pi * k), 0.0)  # odd harmonics, 4 / (pi k)
+    spectrum = np.zeros(TABLE_SIZE // 2 + 1, dtype=np.complex128)
+    spectrum[1 : harmonics + 1] = -0.5j * TABLE_SIZE * amplitude  # sine terms
+    period = np.fft.irfft(spectrum, TABLE_SIZE)
+    return period.astype(np.float32), (np.roll(period, -1) - period).astype(np.float32)
+
+
+def _lookup(phase_turns: np.ndarray, shape: str, dt: float) -> np.ndarray:
+    """The band-limited ``shape`` at phases ``phase_turns`` (uint32, see ``turns``) for a
+    frequency of ``dt`` x the sample rate: every harmonic below Nyquist, none above. The
+    phase's top bits pick the table's point, the rest interpolate linearly to the next."""
+    harmonics = max(1, min(int(0.5 / dt) if dt > 0 else TABLE_SIZE // 2 - 1, TABLE_SIZE // 2 - 1))
+    values, steps = _table(shape, harmonics)
+    out = np.empty(phase_turns.size, dtype=np.float32)
+    for start in range(0, phase_turns.size, _PIECE):  # pieces that stay in the cache: ~3x faster
+        piece = phase_turns[start : start + _PIECE]
+        index = piece >> np.uint32(_FRACTION_BITS)
+        o = out[start : start + _PIECE]
+        np.multiply(piece & np.uint32((1 << _FRACTION_BITS) - 1), np.float32(2.0**-_FRACTION_BITS), out=o, dtype=np.float32)
+        o *= steps.take(index)
+        o += values.take(index)
     return out
 
 
-def square(p: np.ndarray, dt: float) -> np.ndarray:
-    """Band-limited square wave (PolyBLEP at both edges)."""
-    out = np.where(p < np.float32(0.5), np.float32(1.0), np.float32(-1.0))
-    _subtract_polyblep(out, p, dt, sign=-1.0)
-    shifted = p + np.float32(0.5)
-    shifted[shifted >= 1.0] -= np.float32(1.0)
-    _subtract_polyblep(out, shifted, dt)
-    return out
+def saw(phase_turns: np.ndarray, dt: float) -> np.ndarray:
+    """Band-limited sawtooth (wavetable) at phases ``phase_turns`` (uint32, see ``turns``);
+    ``dt`` = frequency / sample rate."""
+    return _lookup(phase_turns, "saw", dt)
+
+
+def square(phase_turns: np.ndarray, dt: float) -> np.ndarray:
+    """Band-limited square wave (wavetable): +1 for the first half period, -1 for the second."""
+    return _lookup(phase_turns, "square", dt)
 
 
 def adsr(t: np.ndarray, gate: float, attack: float, decay: float, sustain: float, release: float, level: float = 1.0) -> np.ndarray:

@@ -14,7 +14,7 @@ from scipy.optimize import brentq
 from scipy.signal import butter, lfilter
 from scipy.special import jv
 
-from .dsp import TWO_PI, phase, saw, square
+from .dsp import TWO_PI, phase, saw, square, turns
 from .voice import Instrument, SoundingNote
 
 
@@ -81,14 +81,14 @@ def _bell(note: SoundingNote, n: np.ndarray) -> np.ndarray:
 def _pluck(note: SoundingNote, n: np.ndarray) -> np.ndarray:
     dt = note.freq / note.sample_rate
     return _lowpass(
-        note, saw(phase(n, note.freq, note.sample_rate), dt), note.freq * (2.0 + 6.0 * note.velocity) * (0.5 + note.brightness)
+        note, saw(turns(n, note.freq, note.sample_rate), dt), note.freq * (2.0 + 6.0 * note.velocity) * (0.5 + note.brightness)
     )
 
 
 def _pulse(note: SoundingNote, n: np.ndarray) -> np.ndarray:
     dt = note.freq / note.sample_rate
     return _lowpass(
-        note, square(phase(n, note.freq, note.sample_rate), dt), note.freq * (3.0 + 5.0 * note.velocity) * (0.5 + note.brightness)
+        note, square(turns(n, note.freq, note.sample_rate), dt), note.freq * (3.0 + 5.0 * note.velocity) * (0.5 + note.brightness)
     )
 
 
@@ -97,7 +97,7 @@ def _detuned_saws(note: SoundingNote, n: np.ndarray, cents: tuple[float, ...]) -
     out = None
     for k, c in enumerate(cents):
         f = note.freq * 2.0 ** (c / 1200.0)
-        wave = saw(phase(n, f, note.sample_rate, offset=0.31 * k), f / note.sample_rate)
+        wave = saw(turns(n, f, note.sample_rate, offset=0.31 * k), f / note.sample_rate)
         out = wave if out is None else np.add(out, wave, out=out)
     return out
 
