@@ -150,6 +150,8 @@ def run(args, jack) -> None:
                 return
             if i == 500:
                 marks["rss_500"] = rss_mb()
+            if i and i % 2000 == 0:
+                print(f"  {i} tokens, {time.monotonic() - started:.0f} s, RSS {rss_mb():.1f} MB", file=sys.stderr, flush=True)
             if i == args.tokens + 72 and player is not None:  # the player is a queue (64) and a batch behind
                 marks["stopped"] = time.monotonic()
                 player.stop_request.set()  # as Ctrl-C: stop mid-performance, every note silenced
