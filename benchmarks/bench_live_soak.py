@@ -1,0 +1,259 @@
+"""Soak: a long live performance at constant cost. Does anything grow with the length?
+
+    python benchmarks/bench_live_soak.py [--tokens 20000] [--speed 20] [--preset default]
+
+Starts its own JACK server (dummy driver, 48 kHz, 256-frame periods, realtime if allowed)
+and drives the whole live path (the growing Score, the scheduler, our synth on live audio,
+MIDI to a virtual port read back by a real MIDI input, MIDI clock) with ``--tokens``
+synthetic frames (a poem's words in sub-word tokens, lines and stanzas, telemetry that
+varies) as fast as they are taken. To get through them in minutes, the preset's tempo and
+pace are both multiplied by ``--speed``: every beat-based length shrinks alike, the
+mapping's work per token is the same. When the last token is taken, the performance is
+stopped as Ctrl-C stops it, mid-note. Prints, side by side:
+
+- the player's CPU time per token (mapping and dispatch, its thread only, so other load on
+  the machine does not count) over the tokens after the first 500 and over the last 1,000,
+  and their ratio (goal <= 1.2);
+- the process's RSS after the first 500 tokens and at the end (goal: growth <= 50 MB);
+- MIDI note-ons that arrived more than one JACK period after their due time (goal 0);
+- xruns, holds, and notes left sounding after the stop (goal 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+# A poem's lines as a tokenizer splits them (sub-word pieces, a newline token per line end).
+LINES = [
+    ["The", " sun", "light", " falls", " on", " the", " water", ","],
+    [" and", " the", " ri", "ver", " runs", " long", " into", " the", " eve", "ning", "."],
+    ["Some", " where", " a", " bell", " is", " ring", "ing", " for", " no", " one", ";"],
+    [" the", " fields", " are", " qui", "et", ",", " the", " birds", " have", " gone", "."],
+]
+STANZA = 24  # lines a stanza (a stanza's silence lasts seconds, however fast the pace)
+LAYERS = 12  # the default model's layer count is of this order
+WINDOW = 0.25  # seconds: a note-on this much older than the next arrival of its pitch was lost
+
+
+def tokens() -> Iterator[str]:
+    """The poem's token texts, forever: lines of words, a blank line after every stanza."""
+    line = 0
+    while True:
+        yield from LINES[line % len(LINES)]
+        line += 1
+        yield "\n\n" if line % STANZA == 0 else "\n"
+
+
+def rss_mb() -> float:
+    for row in Path("/proc/self/status").read_text().splitlines():
+        if row.startswith("VmRSS:"):
+            return int(row.split()[1]) / 1024
+    return math.nan
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=20_000, help="tokens to perform (default 20000)")
+    parser.add_argument("--speed", type=float, default=20.0, help="tempo and pace multiplied by this (default 20)")
+    parser.add_argument("--preset", default="default")
+    parser.add_argument("--block", type=int, default=256)
+    parser.add_argument("--no-clock", action="store_true", help="send no MIDI clock")
+    args = parser.parse_args()
+    if args.tokens < 2000:
+        sys.exit("--tokens has to be at least 2000 (the figures compare token 500 on with the last 1000)")
+
+    from jackrig import start_jack, stop_jack
+
+    with tempfile.TemporaryDirectory() as tmp:
+        import pytest  # jackrig reports a missing jackd through pytest
+
+        try:
+            proc, jack = start_jack(Path(tmp))
+        except pytest.skip.Exception as exc:
+            sys.exit(str(exc))
+        try:
+            run(args, jack)
+        finally:
+            import sounddevice
+
+            sounddevice._terminate()
+            stop_jack(proc)
+
+
+class Arrivals:
+    """A real MIDI input's callback: note-on arrival times per (channel, pitch), in arrays
+    allocated up front, and which notes are still sounding (bounded)."""
+
+    def __init__(self, most: int):
+        self.times = np.full(most, np.nan)
+        self.keys = np.full(most, -1, dtype=np.int64)
+        self.count = 0
+        self.sounding: dict[tuple[int, int], int] = {}
+        self.all_off: set[int] = set()  # channels an All Notes Off (CC 123) came on
+
+    def __call__(self, message) -> None:
+        now = time.monotonic()
+        if message.type == "note_on" and message.velocity > 0:
+            key = (message.channel, message.note)
+            self.sounding[key] = self.sounding.get(key, 0) + 1
+            if self.count < len(self.times):
+                self.times[self.count] = now
+                self.keys[self.count] = message.channel * 128 + message.note
+            self.count += 1
+        elif message.type in ("note_on", "note_off"):
+            key = (message.channel, message.note)
+            self.sounding[key] = max(self.sounding.get(key, 0) - 1, 0)
+        elif message.type == "control_change" and message.control == 123:
+            self.all_off.add(message.channel)
+
+    def unended(self) -> int:
+        """Note-ons that no note-off answered (one lost in an xrun counts here too)."""
+        return sum(self.sounding.values())
+
+    def hanging(self) -> int:
+        """Notes a synth would still sound: unended ones on a channel that got no All Notes Off."""
+        return sum(n for (channel, _), n in self.sounding.items() if channel not in self.all_off)
+
+
+def run(args, jack) -> None:
+    from traces import frame
+
+    from sonify import load_preset
+    from sonify.live.audio import AudioOut
+    from sonify.live.midi import MidiOut, midi_module, open_output
+    from sonify.live.player import LiveTiming, Player
+    from sonify.live.scheduler import Scheduler
+    from sonify.music.mapping import make_score
+
+    base = load_preset(args.preset)
+    music = replace(base.music, tempo=base.music.tempo * args.speed)
+    timing = replace(base.timing, words_per_minute=base.timing.words_per_minute * args.speed)
+    preset = replace(base, music=music, timing=timing)
+
+    def frames(limit: int | None, player: Player | None = None) -> Iterator:
+        for i, text in enumerate(tokens()):
+            if limit is not None and i == limit:
+                return
+            if i == 500:
+                marks["rss_500"] = rss_mb()
+            if i and i % 2000 == 0:
+                print(f"  {i} tokens, {time.monotonic() - started:.0f} s, RSS {rss_mb():.1f} MB", file=sys.stderr, flush=True)
+            if i == args.tokens + 72 and player is not None:  # the player is a queue (64) and a batch behind
+                marks["stopped"] = time.monotonic()
+                player.stop_request.set()  # as Ctrl-C: stop mid-performance, every note silenced
+            wave = math.sin(i * 0.37)
+            yield frame(i, text=text, logprob=-1.5 - 1.2 * wave, entropy=2.0 + wave, layers=LAYERS,
+                        value=1.0 + 0.5 * math.cos(i * 0.11))  # fmt: skip
+
+    marks: dict[str, float] = {}
+    voices = make_score(list(frames(4)), preset).voices
+    scheduler = Scheduler()
+    # What was due when, for the note-ons: allocated up front, so the RSS shows the live path's own growth.
+    most = args.tokens * 8
+    due_times, due_keys, scheduled = np.full(most, np.nan), np.full(most, -1, dtype=np.int64), [0]
+
+    class CountingMidi(MidiOut):
+        """The real MIDI sink; only notes down when each note-on is due (the goal's reference)."""
+
+        def note_on(self, due, note):
+            k = scheduled[0]
+            if k < most:
+                due_times[k], due_keys[k] = due, note.channel * 128 + note.pitch
+            scheduled[0] += 1
+            super().note_on(due, note)
+
+    midi = CountingMidi(open_output(None), scheduler, {v.channel for v in voices}, keep=False)
+    arrivals = Arrivals(most)
+    receiver = midi_module().open_input("sonify:out", callback=arrivals)
+    audio = AudioOut(preset.synth, preset.music.tempo, voices, block=args.block)
+    player = Player(
+        preset, midi=midi, audio=audio, scheduler=scheduler, timing=LiveTiming(latency=0.3, clock=not args.no_clock, keep=False)
+    )
+    rss_start = rss_mb()
+    started = time.monotonic()
+    report = player.play(frames(None, player))
+    wall = time.monotonic() - started
+    rss_end = rss_mb()
+    time.sleep(0.5)  # the panic's messages arrive
+    receiver.close()
+    scheduler.stop()
+    midi.close()
+
+    # CPU per token: steps after token 500 (the first stanzas, every voice started) against the last 1000 tokens.
+    seconds, taken = np.array(report.compute_seconds), np.array(report.compute_tokens)
+    before = np.concatenate([[0], taken[:-1]])
+    early = (before >= 500) & (taken <= 1500)
+    late = before >= taken[-1] - 1000
+    per_early = seconds[early].sum() / max((taken[early] - before[early]).sum(), 1) * 1e6
+    per_late = seconds[late].sum() / max((taken[late] - before[late]).sum(), 1) * 1e6
+
+    # Note-ons against their due times (matched in order per channel and pitch), up to the stop.
+    n = min(arrivals.count, scheduled[0], most)
+    errors, lost = match(arrivals.times[:n], arrivals.keys[:n], due_times[: scheduled[0]], due_keys[: scheduled[0]])
+    period = jack.period_seconds
+    late_notes = int(np.sum(errors > period))
+
+    print(f"JACK dummy, 48 kHz, period {jack.period} ({period * 1000:.2f} ms), realtime {jack.realtime}; audio blocks {args.block}")
+    print(
+        f"{args.preset} preset at {args.speed:g}x ({preset.music.tempo:g} bpm, {preset.timing.words_per_minute:g} words a minute), "
+        f"MIDI clock {'off' if args.no_clock else 'on'}: {report.tokens} tokens in {wall:.1f} s wall "
+        f"({report.tokens / wall:.0f} tokens/s), {arrivals.count} MIDI notes"
+    )
+    print(f"{'':34s}{'tokens 500-1500':>17s}{'last 1000':>12s}{'ratio':>8s}   goal")
+    print(f"{'player CPU per token (us)':34s}{per_early:17.1f}{per_late:12.1f}{per_late / per_early:8.2f}   <= 1.2")
+    rss_500 = marks.get("rss_500", math.nan)
+    print(f"{'RSS (MB; at start ' + f'{rss_start:.0f}' + ')':34s}{rss_500:17.1f}{rss_end:12.1f}{rss_end - rss_500:+8.1f}   growth <= 50 MB")
+    worst = float(np.nanmax(errors)) * 1000 if errors.size else math.nan
+    print(
+        f"MIDI note-ons later than one period: {late_notes} of {errors.size} (worst {worst:+.2f} ms; goal 0); "
+        f"{lost} due before the stop never arrived"
+    )
+    print(f"scheduler: {scheduler.calls} calls, worst {scheduler.worst * 1000:.2f} ms late")
+    print(f"xruns: {report.xruns} ({audio.starved} blocks not rendered in time); holds: {report.holds} ({report.held_seconds:.2f} s)")
+    print(
+        f"notes left sounding after the stop: {arrivals.hanging()} (goal 0; {arrivals.unended()} note-ons without a note-off, "
+        f"All Notes Off on every channel that played: {set(arrivals.all_off) >= {v.channel for v in voices}}); "
+        f"stopped as Ctrl-C: {report.interrupted is not None}"
+    )
+
+
+def match(times: np.ndarray, keys: np.ndarray, due_times: np.ndarray, due_keys: np.ndarray) -> tuple[np.ndarray, int]:
+    """Arrival minus due time of each arrived note-on, matched in order per (channel, pitch);
+    a scheduled note-on more than ``WINDOW`` older than the next arrival of its pitch never
+    arrived (an xrun drops events): it is counted as lost, not matched. Returns (errors, lost)."""
+    order = np.argsort(due_times, kind="stable")
+    waiting: dict[int, list[float]] = {}
+    for j in order:
+        waiting.setdefault(int(due_keys[j]), []).append(float(due_times[j]))
+    position: dict[int, int] = {}
+    errors, lost = [], 0
+    for i in range(times.size):
+        key = int(keys[i])
+        dues, k = waiting.get(key, []), position.get(key, 0)
+        while k < len(dues) and dues[k] < times[i] - WINDOW:
+            k, lost = k + 1, lost + 1
+        if k < len(dues):
+            errors.append(times[i] - dues[k])
+            k += 1
+        position[key] = k
+    stop = times.max() if times.size else 0.0
+    lost += sum(1 for key, dues in waiting.items() for d in dues[position.get(key, 0) :] if d < stop - WINDOW)
+    return np.array(errors), lost
+
+
+if __name__ == "__main__":
+    main()
