@@ -25,7 +25,6 @@ import argparse
 import math
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace

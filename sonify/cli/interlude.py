@@ -64,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
     from ..outputs.files import OutputSet, prepare_output_folder, refuse_existing, slug
     from ..outputs.midifile import score_to_midi
     from ..outputs.trace import Trace
-    from ..pipeline import check_size
     from ..outputs.transcript import to_json, to_srt, to_vtt
+    from ..pipeline import check_size
 
     if not args.duration > 0:
         raise SonifyError(f"--duration has to be a positive number of seconds, but is {args.duration:g}")
