@@ -248,8 +248,9 @@ def run_play(args: argparse.Namespace) -> int:
             from ..live.follow import ClockFollower, FollowingScheduler
             from ..live.midi import open_input
 
+            port = open_input(args.clock_in)
             follower = ClockFollower(preset.music.tempo)
-            follower.listen(open_input(args.clock_in))
+            follower.listen(port)
             scheduler = FollowingScheduler(follower, scheduler)
             print(f"following the MIDI clock on {args.clock_in}: waiting for its Start", file=sys.stderr)
         if args.page is not None:
