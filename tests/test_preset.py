@@ -94,6 +94,12 @@ BAD = [
     ('[voices.melody]\ngate = { signal = "surprisal" }\n', 2, "voices.melody.gate", "is not a gate"),
     ("[music]\ntime_signature = [4]\n", 2, "music.time_signature", "not a list of two values"),
     ("[synth]\nloudness = -3.0\n", 2, "synth.loudness", "allowed -40..-6 LUFS"),
+    ('[controls]\ncc200 = "hold"\n', 2, "controls.cc200", "cc0..cc127 (control change) or note0..note127"),
+    ('[controls]\n\ncc3 = "tempreature"\n', 3, "controls.cc3", "is no parameter; use one of temperature, top_p, hold, mute.melody"),
+    ('[controls]\nnote60 = "mute.bass"\n', 2, "controls.note60", "is no parameter"),
+    ('[controls]\ncc3 = { param = "temperature", range = [0, 9] }\n', 2, "controls.cc3.range", "not two numbers in 0..2"),
+    ('[controls]\ncc3 = { param = "hold", range = [0, 1] }\n', 2, "controls.cc3.range", "hold is on or off"),
+    ('[controls]\ncc3 = { param = "gain.drone", curve = 2 }\n', 2, "controls.cc3.curve", "allowed keys here: param, range"),
 ]
 
 
@@ -105,6 +111,16 @@ def test_bad_values_name_file_line_key_and_range(tmp_path, text, line, key, mess
         load_preset(str(path))
     assert str(info.value).startswith(f"{path}:{line}: {key}: "), str(info.value)
     assert message in str(info.value)
+
+
+def test_controls_overlay_the_default_and_span_their_range(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('[controls]\ncc2 = { param = "gain.drone", range = [-20, 0] }\nnote36 = "mute.melody"\n')
+    bindings = {(b.kind, b.number): b for b in load_preset(str(path)).controls}
+    assert bindings[("cc", 1)].param == "temperature" and bindings[("cc", 1)].value(127) == 2.0  # the default's
+    assert bindings[("cc", 2)].param == "gain.drone" and bindings[("cc", 2)].range == (-20.0, 0.0)  # replaced whole
+    assert bindings[("cc", 2)].value(0) == -20.0 and bindings[("note", 36)].switch
+    assert bindings[("cc", 64)].value(63) == 0.0 and bindings[("cc", 64)].value(64) == 1.0
 
 
 def test_unknown_preset_lists_the_names():

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from ..errors import SonifyError
+from .controls import Binding, controls_table
 from .scales import NOTE_NAMES, SCALES
 from .schema import (
     PER_ALTERNATIVE,
@@ -207,6 +208,10 @@ class Preset:
     form: Form = spec(None, "what sections do")  # type: ignore[arg-type]
     voices: Voices = spec(None, "the voices")  # type: ignore[arg-type]
     synth: Synth = spec(None, "the synthesizer and the master chain")  # type: ignore[arg-type]
+    controls: tuple[Binding, ...] = spec(
+        controls_table(tuple(f.name for f in dataclasses.fields(Voices))),
+        "incoming MIDI messages that steer `sonify play --control-in PORT`",
+    )
     source: Traversable | None = field(default=None, compare=False)
 
     def voice(self, name: str) -> Voice:
@@ -240,10 +245,11 @@ def _build(cls: type, data: Any, path: tuple[str, ...]) -> Any:
 
 def merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
     """``overlay`` on ``base``: tables merge key by key, anything else is replaced. A mapping
-    table (one with a ``signal``) is replaced whole: its limits belong to its signal."""
+    table (one with a ``signal``) is replaced whole: its limits belong to its signal; so is a
+    control's table (one with a ``param``): its range belongs to its parameter."""
     out = dict(base)
     for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and "signal" not in value:
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and not {"signal", "param"} & set(value):
             out[key] = merge(out[key], value)
         else:
             out[key] = value
