@@ -64,6 +64,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="PORT",
         help="follow the MIDI clock arriving on this input (24 a beat): start on its Start, keep to its beat, end on its Stop (MIDI, OSC and page outputs)",
     )
+    play.add_argument(
+        "--control-in",
+        metavar="PORT",
+        help="steer from a MIDI controller on this input, as the preset's [controls] table binds its CCs and notes "
+        "(temperature, top-p, hold, voice mutes and gains)",
+    )
     play.add_argument("--preset", default="default", help="preset name or .toml file (default: default)")
     play.add_argument(
         "--record",
@@ -102,7 +108,7 @@ def _stop_on(event, stop) -> None:
     stop.set()
 
 
-def _frames_for_play(args: argparse.Namespace, engine, gen):
+def _frames_for_play(args: argparse.Namespace, engine, gen, steer=None):
     if args.type:
         reader = engine.reader()
 
@@ -116,7 +122,9 @@ def _frames_for_play(args: argparse.Namespace, engine, gen):
         ids = engine.model.tokenizer.encode(text)
         return engine.read_ids(ids[: args.tokens] if args.tokens else ids)
     limit = args.tokens if args.tokens is not None else 1_000_000
-    return engine.generate(args.prompt, max_tokens=limit, sampler=gen.sampler, seed=gen.seed, stop_at_eos=args.duration is None)
+    return engine.generate(
+        args.prompt, max_tokens=limit, sampler=gen.sampler, seed=gen.seed, stop_at_eos=args.duration is None, steer=steer
+    )
 
 
 def _remote_frames_for_play(args: argparse.Namespace, settings, gen, lost: list):
@@ -141,8 +149,9 @@ def _remote_frames_for_play(args: argparse.Namespace, settings, gen, lost: list)
     return until_lost(), stream.describe
 
 
-def _model_for_play(args: argparse.Namespace, preset, lost: list):
-    """The model's Frames (in-process or from a server), its calibration, the voices and the model's name."""
+def _model_for_play(args: argparse.Namespace, preset, lost: list, steering=None):
+    """The model's Frames (in-process or from a server), its calibration, the voices and the
+    model's name; ``steering`` sets the sampler's temperature and top-p as it generates."""
     from itertools import chain
 
     from ..model.engine import Engine
@@ -164,7 +173,10 @@ def _model_for_play(args: argparse.Namespace, preset, lost: list):
     engine = Engine(model)
     calibration = calibration_for(model)
     voices = make_score(list(engine.generate("", max_tokens=1)), preset).voices
-    return _frames_for_play(args, engine, gen), calibration, voices, model.name
+    sampling = steering is not None and not args.type and args.read is None
+    if sampling:
+        steering.sampler = gen.sampler
+    return _frames_for_play(args, engine, gen, steering.steer if sampling else None), calibration, voices, model.name
 
 
 def _trace_for_play(args: argparse.Namespace, preset, length):
@@ -232,13 +244,20 @@ def run_play(args: argparse.Namespace) -> int:
         if not Path(path).parent.is_dir():
             raise SonifyError(f"--score-out {path}: folder {Path(path).parent} does not exist")
     preset = load_preset(args.preset)
+    if args.control_in is not None and not preset.controls:
+        raise SonifyError(f"--control-in: the {preset.name} preset binds no controls; give it a [controls] table (see the default preset)")
+    steering = None
+    if args.control_in is not None:
+        from ..live.control import Steering
+
+        steering = Steering(preset.controls)
     lost: list = []
     name = "piece"
     if args.trace is not None:
         frames, calibration, voices, model_name, name = _trace_for_play(args, preset, length)
         max_seconds = None  # the trace is cut as `sonify score --duration` cuts it
     else:
-        frames, calibration, voices, model_name = _model_for_play(args, preset, lost)
+        frames, calibration, voices, model_name = _model_for_play(args, preset, lost, steering)
         max_seconds = args.duration
     scheduler = Scheduler()
     midi = audio = osc = view = page = follower = None
@@ -253,6 +272,12 @@ def run_play(args: argparse.Namespace) -> int:
             follower.listen(port)
             scheduler = FollowingScheduler(follower, scheduler)
             print(f"following the MIDI clock on {args.clock_in}: waiting for its Start", file=sys.stderr)
+        if steering is not None:
+            from ..live.midi import open_input
+
+            steering.listen(open_input(args.control_in, "--control-in"))
+            bound = ", ".join(f"{b.kind}{b.number} {b.param}" for b in preset.controls)
+            print(f"steering from {args.control_in}: {bound}", file=sys.stderr)
         if args.page is not None:
             page = _live_page(args, scheduler, preset, model_name, voices)
         if args.midi_out is not None:
@@ -279,7 +304,9 @@ def run_play(args: argparse.Namespace) -> int:
         # Unless the Score is written, the report needs none: the memory stays bounded however long it plays.
         keep = bool(args.score_out)
         timing = LiveTiming(latency=args.latency, clock=not args.no_clock, max_seconds=max_seconds, keep=keep, follow=follower)
-        player = Player(preset, midi=midi, audio=audio, osc=osc, view=view, page=page, scheduler=scheduler, timing=timing)
+        player = Player(
+            preset, midi=midi, audio=audio, osc=osc, view=view, page=page, scheduler=scheduler, timing=timing, steering=steering
+        )
         if follower is not None:  # the leader's Stop ends the performance, every note silenced
             threading.Thread(target=_stop_on, args=(follower.stopped, player.stop_request), daemon=True).start()
         report = player.play(frames, calibration)
@@ -289,6 +316,8 @@ def run_play(args: argparse.Namespace) -> int:
         if follower is not None:
             scheduler.scheduler.stop()
             follower.close()
+        if steering is not None:
+            steering.close()
         if midi is not None:
             midi.close()
         if page is not None:
@@ -310,6 +339,8 @@ def run_play(args: argparse.Namespace) -> int:
         f"the model needed {model_time:.1f} s for {budget:.1f} s of music",
         file=sys.stderr,
     )
+    if steering is not None:
+        print(f"{steering.received} control changes", file=sys.stderr)
     if report.interrupted is not None and follower is not None and follower.stopped.is_set():
         print("the clock stopped; all notes off", file=sys.stderr)
         return 0

@@ -6,6 +6,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import SonifyError
@@ -65,8 +66,9 @@ def open_output(name: str | None):
     return mido.open_output(matches[0])
 
 
-def open_input(name: str):
-    """The MIDI input port ``name`` (exact, or a unique part of a name), opened without a callback."""
+def open_input(name: str, option: str = "--clock-in"):
+    """The MIDI input port ``name`` (exact, or a unique part of a name), opened without a
+    callback; ``option`` is the command-line option that named it, for the error."""
     mido = midi_module()
     try:
         names = list(mido.get_input_names())
@@ -78,7 +80,7 @@ def open_input(name: str):
     if len(matches) != 1:
         listed = ", ".join(repr(n) for n in names) or "none"
         why = "matches several ports" if matches else "is not a MIDI input here"
-        raise SonifyError(f"--clock-in {name!r} {why}; available: {listed}")
+        raise SonifyError(f"{option} {name!r} {why}; available: {listed}")
     return mido.open_input(matches[0])
 
 
@@ -99,6 +101,9 @@ class MidiOut:
         self._clock_until: float | None = None
         self.closed = False
         self.advance = advance
+        # Asked when a note starts: the velocity it sounds with now (0: not at all), so a
+        # mute or gain from a controller reaches notes already scheduled (None: the Score's).
+        self.velocity: Callable[[Note], int] | None = None
 
     def send(self, message) -> None:
         with self._lock:
@@ -123,7 +128,16 @@ class MidiOut:
 
     def note_on(self, due: float, note: Note) -> None:
         message = self.mido.Message("note_on", channel=note.channel, note=note.pitch, velocity=note.velocity)
-        self.scheduler.at(due - self.advance, lambda: self.send(message))
+        if self.velocity is None:
+            self.scheduler.at(due - self.advance, lambda: self.send(message))
+            return
+
+        def steered() -> None:
+            velocity = self.velocity(note)
+            if velocity > 0:
+                self.send(message.copy(velocity=velocity))
+
+        self.scheduler.at(due - self.advance, steered)
 
     def note_off(self, due: float, channel: int, pitch: int) -> None:
         message = self.mido.Message("note_off", channel=channel, note=pitch, velocity=0)

@@ -8,9 +8,13 @@ Address space (all under ``/sonify``):
 - ``/sonify/attention`` one float per layer: that layer's attention entropy (0..1)
 - ``/sonify/note``   voice (str), pitch, velocity (ints), duration (float, seconds)
 - ``/sonify/start`` and ``/sonify/stop`` with no arguments
+- ``/sonify/control`` parameter (str: temperature, top_p, hold, mute.<voice>, gain.<voice>),
+  value (float), sent as a controller moves it (``play --control-in``)
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from ..errors import SonifyError
 from ..model.frame import Frame
@@ -43,6 +47,7 @@ class OscOut:
             raise SonifyError(f"cannot send OSC to {target}: {exc.strerror}") from None
         self.scheduler = scheduler
         self.sent = 0
+        self.mute: Callable[[Note], bool] | None = None  # asked when a note is sent: whether its voice is muted
 
     def _send(self, address: str, args) -> None:
         self.client.send_message(address, args)
@@ -71,7 +76,15 @@ class OscOut:
         self.scheduler.at(due, send)
 
     def note(self, due: float, note: Note) -> None:
-        self.scheduler.at(due, lambda: self._send("/sonify/note", [note.voice, note.pitch, note.velocity, note.duration]))
+        def send() -> None:
+            if self.mute is None or not self.mute(note):
+                self._send("/sonify/note", [note.voice, note.pitch, note.velocity, note.duration])
+
+        self.scheduler.at(due, send)
+
+    def control(self, param: str, value: float) -> None:
+        """A parameter a controller moved, sent now."""
+        self._send("/sonify/control", [param, float(value)])
 
     def event(self, due: float, name: str) -> None:
         self.scheduler.at(due, lambda: self._send(f"/sonify/{name}", []))

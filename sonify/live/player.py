@@ -21,6 +21,7 @@ from ..music.calibration import Calibration
 from ..music.preset import Preset
 from ..music.score import Note
 from .audio import AudioOut
+from .control import Steering
 from .follow import ClockFollower
 from .midi import MidiOut
 from .osc import OscOut
@@ -94,7 +95,12 @@ class Player:
         page: LivePage | None = None,
         scheduler: Scheduler | None = None,
         timing: LiveTiming | None = None,
+        steering: Steering | None = None,
     ):
+        """With ``steering`` a controller moves parameters as it plays: the model runs at most
+        a couple of tokens ahead and the Score is extended at most a beat ahead (instead of
+        ``timing.horizon``), so a new temperature is heard within a bar; mutes and gains
+        apply to MIDI and OSC notes as they are sent, to our synth's as they are scheduled."""
         timing = timing or LiveTiming()
         self.preset = preset
         self.keep = timing.keep
@@ -111,6 +117,19 @@ class Player:
         self.horizon = timing.horizon
         self.batch = 8  # frames taken from the model per step
         self.stop_request = threading.Event()
+        self.steering = steering
+        self.ahead = 64  # frames the model may run ahead of the mapping
+        if steering is not None:
+            self.horizon = min(self.horizon, 60.0 / preset.music.tempo)
+            self.ahead = 2
+            if midi is not None:
+                midi.velocity = steering.velocity
+            if osc is not None:
+                osc.mute = lambda note: steering.velocity(note) == 0
+                steering.listeners.append(osc.control)
+            if view is not None:
+                view.controls = steering.describe
+                steering.listeners.append(lambda param, value: view.refresh())
 
     # ------------------------------------------------------------------ producer
 
@@ -128,6 +147,8 @@ class Player:
                         continue
                 if done.is_set():
                     return
+                while self.steering is not None and self.steering.holding and not done.is_set():
+                    time.sleep(0.02)  # hold: no new token until it is released; the music so far plays out
                 last = time.perf_counter()
             out.put(_END)
         except BaseException as exc:  # handed to the player, which stops cleanly and reports it
@@ -139,7 +160,7 @@ class Player:
         """Perform ``frames`` as they come; ``calibration`` is the model's (default: the
         shipped model's). Returns what happened."""
         report = Performance()
-        inbox: queue.Queue = queue.Queue(maxsize=64)
+        inbox: queue.Queue = queue.Queue(maxsize=self.ahead)
         done = threading.Event()
         producer = threading.Thread(target=self._produce, args=(frames, inbox, done, report), name="sonify-model", daemon=True)
         growing = GrowingScore(self.preset, calibration, keep=self.keep)
@@ -259,6 +280,8 @@ class Player:
             for control in release.controls:
                 self.midi.control(base + control.time, control)
         if self.audio is not None:
+            if self.steering is not None:
+                release = self._steered(release, opened)
             audio_offset = t0 - zero + offset
             # A note opened and closed within this release is an ordinary note to the synth.
             ending = {_key(n): n for n in release.closed}
@@ -293,6 +316,22 @@ class Player:
                 frame = growing.cued[cue.token]
                 spread = sum(frame.attention.entropy) / max(len(frame.attention.entropy), 1)
                 self.scheduler.at(base + cue.time, lambda cue=cue, spread=spread: self.view.show(cue, spread))
+
+    def _steered(self, release, opened: dict):
+        """The release with the controller's mutes and gains applied, for our synth (which
+        takes its notes when they are scheduled); ``opened``: the held notes it sounds."""
+        steering = self.steering
+
+        def heard(notes: list[Note]) -> list[Note]:
+            return [replace(n, velocity=v) for n in notes if (v := steering.velocity(n)) > 0]
+
+        starting = heard(release.opened)
+        keys = {_key(n) for n in starting}
+        # A held note muted at its start is not ended either; one that sounds ends as it would.
+        closed = [
+            replace(n, velocity=steering.velocity(n) or n.velocity) for n in release.closed if _key(n) in keys or _key(n) in opened
+        ]
+        return replace(release, notes=heard(release.notes), opened=starting, closed=closed)
 
     def _wait_until(self, when: float) -> None:
         while self._now() < when:

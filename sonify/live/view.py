@@ -4,6 +4,7 @@ model's current entropy and attention spread."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from ..music.score import Cue
 
@@ -25,6 +26,7 @@ class TerminalView:
         self.text = Text()
         self.title = title
         self.status = ""
+        self.controls: Callable[[], str] | None = None  # the steered parameters, shown after the telemetry
         self._lock = threading.Lock()
         self.console = Console()
         self.live = Live(self._render(), console=self.console, refresh_per_second=20, transient=False)
@@ -32,7 +34,13 @@ class TerminalView:
     def _render(self):
         from rich.panel import Panel
 
-        return Panel(self.text, title=self.title, subtitle=self.status)
+        controls = self.controls() if self.controls is not None else ""
+        return Panel(self.text, title=self.title, subtitle=" · ".join(s for s in (self.status, controls) if s))
+
+    def refresh(self) -> None:
+        """Draw again (a controller moved a parameter)."""
+        with self._lock:
+            self.live.update(self._render())
 
     def start(self) -> None:
         self.live.start()

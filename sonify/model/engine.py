@@ -9,7 +9,7 @@ newest three quarters of the window are kept, re-encoded, and the run goes on.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -96,11 +96,13 @@ class Engine:
         seed: int = 0,
         include_prompt: bool = True,
         stop_at_eos: bool = True,
+        steer: Callable[[SamplerSettings], SamplerSettings] | None = None,
     ) -> Iterator[Frame]:
         """Frames for the prompt's tokens (mode ``read``, unless ``include_prompt`` is
         False), then for up to ``max_tokens`` sampled tokens (mode ``generated``).
 
-        ``prompt`` is text or a list of token ids."""
+        ``prompt`` is text or a list of token ids. ``steer`` (live play) is asked before
+        each sampled token for the settings to sample it with, given the current ones."""
         if max_tokens < 0:
             raise SonifyError(f"max_tokens has to be >= 0, but is {max_tokens}")
         settings = sampler or SamplerSettings()
@@ -113,6 +115,10 @@ class Engine:
                 yield frame
         eos = set(self.model.arch.eos_token_ids)
         for step in range(max_tokens):
+            if steer is not None:
+                wanted = steer(settings)
+                if wanted != settings:
+                    settings, sample = wanted, make_sampler(wanted)
             start = self._make_room(run, 1)
             out = self.model.decoder.forward(np.array([run.last]), run.cache)
             self._check_finite(run, out)
