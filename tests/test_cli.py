@@ -77,7 +77,7 @@ def test_ctrl_c_leaves_no_partial_file(checkpoint_dir, tmp_path):
     started = time.monotonic()
     done = interrupt(cmd, lambda: time.monotonic() - started > 4, timeout=60)
     assert done.returncode == 130, done.stderr
-    assert done.stderr == "interrupted; nothing was written\n"
+    assert done.stderr == "interrupted (SIGINT); nothing was written; earlier files are untouched\n"
     assert not done.survivors, f"still running after the command ended: {done.survivors}"
     assert os.listdir(tmp_path) == []
 

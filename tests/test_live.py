@@ -43,6 +43,9 @@ def voices(preset):
     return make_score(list(generated(4)), preset).voices
 
 
+GIL_SWITCH = 0.0005  # the thread switch interval the player sets while it plays (player.py)
+
+
 @pytest.fixture
 def jitter():
     """The machine's scheduling jitter, measured all through the test that asks for it."""
@@ -77,17 +80,32 @@ def test_midi_notes_arrive_in_order_within_one_period(jack, jitter):
     errors = times - np.array(dues)
     # Sent MIDI_ADVANCE early, never earlier: nothing arrives before that.
     assert errors.min() >= -MIDI_ADVANCE, f"a note arrived {-errors.min() * 1e3:.1f} ms early"
-    allowed = np.array([lateness_allowed(jack, jitter, d, t) for d, t in zip(dues, times)])
-    worst = int(np.argmax(errors - allowed))
+    # When the port was given each note, and how long it then took to arrive.
+    sent: dict[tuple[int, int], list[float]] = {}
+    for t, m in midi.sent:
+        if m.type == "note_on" and m.velocity > 0:
+            sent.setdefault((m.channel, m.note), []).append(t)
+    sends = np.array([sent[(m.channel, m.note)].pop(0) for _, m in arrived])
+    transit, send_late = times - sends, sends - (np.array(dues) - MIDI_ADVANCE)
+    # JACK passes a message on at the start of its next period; the receiving callback then
+    # waits for the GIL (another thread keeps it for up to the player's switch interval), and
+    # the OS may hold the receiving thread back as long as it held back the probe around then.
+    allowed = np.array([jack.period_seconds + GIL_SWITCH + jitter.worst(s - 0.1, t) for s, t in zip(sends, times)])
+    worst = int(np.argmax(transit - allowed))
+    # The sending thread is late only by the OS's doing. A thread at work can wait out a
+    # hog's time slice, which a sleeping probe does not see, so the bound is the worst
+    # stall of the whole performance (plus a period), not the one around that note.
+    stall = jitter.worst(report.start - 1.0, report.end)
     print(
         f"onset error ms: min {errors.min() * 1e3:+.2f} median {np.median(errors) * 1e3:+.2f} max {errors.max() * 1e3:+.2f}; "
-        f"worst against allowed {errors[worst] * 1e3:.2f} of {allowed[worst] * 1e3:.2f}; "
-        f"probe worst while playing {jitter.worst(report.start, report.end) * 1e3:.2f}"
+        f"transit max {transit.max() * 1e3:.2f} (worst {transit[worst] * 1e3:.2f} of {allowed[worst] * 1e3:.2f}); "
+        f"send late median {np.median(send_late) * 1e3:.2f} max {send_late.max() * 1e3:.2f}; probe worst while playing {stall * 1e3:.2f}"
     )
-    assert errors[worst] <= allowed[worst], (
-        f"a note arrived {errors[worst] * 1e3:.1f} ms late; allowed {allowed[worst] * 1e3:.1f} ms "
+    assert transit[worst] <= allowed[worst], (
+        f"a note took {transit[worst] * 1e3:.1f} ms from the port to the receiver; allowed {allowed[worst] * 1e3:.1f} ms "
         f"(period {jack.period_seconds * 1e3:.2f} ms + jitter {(allowed[worst] - jack.period_seconds) * 1e3:.1f} ms)"
     )
+    assert send_late.max() <= jack.period_seconds + stall, f"a note was sent {send_late.max() * 1e3:.1f} ms late"
     # The advance centres the arrivals on the due times: half of them within half a period.
     assert abs(np.median(errors)) <= jack.period_seconds / 2, f"median onset error {np.median(errors) * 1e3:.1f} ms"
     clocks = [t for t, m in receiver.got if m.type == "clock"]

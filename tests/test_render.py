@@ -252,7 +252,7 @@ def test_ctrl_c_during_a_write_leaves_no_partial_file_and_no_process(piece, tmp_
     cmd = [sys.executable, "-m", "sonify", "score", str(out / f"{name}.trace.jsonl"), "--preset", "ambient", "--out", str(target), "--plot"]  # fmt: skip
     done = interrupt(cmd, writing)
     assert done.returncode == 130, done.stderr
-    assert done.stderr == "interrupted; nothing was written\n"
+    assert done.stderr == "interrupted (SIGINT); nothing was written; earlier files are untouched\n"
     assert not done.survivors, f"still running after the command ended: {done.survivors}"
     assert not list(target.glob(".*")), "a partial file was left"
     interrupted = seen[0][1:].rsplit(".", 2)[0]  # .NAME.RANDOM.part

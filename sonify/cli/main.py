@@ -7,7 +7,6 @@ status 2; Ctrl-C ends with status 130 and leaves no partial file behind.
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import re
 import signal
@@ -36,8 +35,6 @@ class Parser(argparse.ArgumentParser):
 # Signals that end a command the way Ctrl-C does: a closed terminal (SIGHUP), a service
 # manager or a timeout (SIGTERM). Each becomes Terminated, so every output is abandoned.
 ABORT_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
-# What a full or failing disk says: one line, not a traceback.
-DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS}
 
 
 def _on_signal(signum, frame) -> None:
@@ -69,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    from ..outputs.files import committed_paths
+    from ..outputs.files import DISK_ERRORS, committed_paths
 
     install_signal_handlers()
     try:

@@ -190,7 +190,9 @@ class Player:
                 if self.max_seconds is not None and growing.end >= self.max_seconds:
                     ended = True
                 if ended:
+                    cued = growing.cued  # the last add and the finish go out as one release
                     release.extend(growing.finish())
+                    growing.cued = {**cued, **growing.cued}
                 if t0 is None:
                     t0 = self.follow.origin if self.follow is not None else time.monotonic() + self.latency
                     report.start = t0
