@@ -30,7 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     play_source.add_argument("--read", metavar="FILE", help="read this text file ('-' for stdin)")
     play_source.add_argument("--type", action="store_true", help="read what you type, line by line")
     play_source.add_argument(
-        "--trace", metavar="FILE", help="perform a saved trace (.trace.jsonl) in real time, as it was played or rendered (no model needed)"
+        "--trace",
+        metavar="FILE",
+        help="perform a saved trace (.trace.jsonl) in real time, as it was played or rendered (no model needed)",
     )
     play_length = play.add_argument_group("length (one of; default: until the model stops or Ctrl-C)")
     play_length.add_argument("--tokens", type=options.TOKENS, metavar="N", help="tokens to generate")
@@ -237,7 +239,9 @@ def run_play(args: argparse.Namespace) -> int:
         if not Path(path).parent.is_dir():
             raise SonifyError(f"--record {path}: folder {Path(path).parent} does not exist")
     if args.clock_in is not None and args.audio:
-        raise SonifyError("--clock-in follows a MIDI clock with the MIDI, OSC and page outputs; our synth (--audio) keeps its own time")
+        raise SonifyError(
+            "--clock-in follows a MIDI clock with the MIDI, OSC and page outputs; our synth (--audio) keeps its own time"
+        )
     for path in args.score_out:
         if Path(path).suffix.lower() not in (".mid", ".json"):
             raise SonifyError(f"--score-out {path}: write .mid (MIDI file) or .json (transcript)")
@@ -245,7 +249,9 @@ def run_play(args: argparse.Namespace) -> int:
             raise SonifyError(f"--score-out {path}: folder {Path(path).parent} does not exist")
     preset = load_preset(args.preset)
     if args.control_in is not None and not preset.controls:
-        raise SonifyError(f"--control-in: the {preset.name} preset binds no controls; give it a [controls] table (see the default preset)")
+        raise SonifyError(
+            f"--control-in: the {preset.name} preset binds no controls; give it a [controls] table (see the default preset)"
+        )
     steering = None
     if args.control_in is not None:
         from ..live.control import Steering
@@ -303,10 +309,10 @@ def run_play(args: argparse.Namespace) -> int:
 
         # Unless the Score is written, the report needs none: the memory stays bounded however long it plays.
         keep = bool(args.score_out)
-        timing = LiveTiming(latency=args.latency, clock=not args.no_clock, max_seconds=max_seconds, keep=keep, follow=follower)
-        player = Player(
-            preset, midi=midi, audio=audio, osc=osc, view=view, page=page, scheduler=scheduler, timing=timing, steering=steering
+        timing = LiveTiming(
+            latency=args.latency, clock=not args.no_clock, max_seconds=max_seconds, keep=keep, follow=follower, steering=steering
         )
+        player = Player(preset, midi=midi, audio=audio, osc=osc, view=view, page=page, scheduler=scheduler, timing=timing)
         if follower is not None:  # the leader's Stop ends the performance, every note silenced
             threading.Thread(target=_stop_on, args=(follower.stopped, player.stop_request), daemon=True).start()
         report = player.play(frames, calibration)

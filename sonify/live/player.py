@@ -66,7 +66,8 @@ class LiveTiming:
     without it the memory stays bounded however long it plays. With ``follow`` the
     performance keeps to an incoming MIDI clock: it starts on the leader's Start, every event
     falls on the leader's beat grid (the sinks' scheduler has to be a
-    ``follow.FollowingScheduler``), and no clock is sent."""
+    ``follow.FollowingScheduler``), and no clock is sent. With ``steering`` a controller
+    moves parameters while it plays (``control.Steering``)."""
 
     latency: float = 0.3
     lead: float = 0.05
@@ -75,6 +76,7 @@ class LiveTiming:
     horizon: float = 3.0
     keep: bool = True
     follow: ClockFollower | None = None
+    steering: Steering | None = None
 
     def __post_init__(self) -> None:
         if not self.latency >= 0.02:
@@ -95,13 +97,13 @@ class Player:
         page: LivePage | None = None,
         scheduler: Scheduler | None = None,
         timing: LiveTiming | None = None,
-        steering: Steering | None = None,
     ):
-        """With ``steering`` a controller moves parameters as it plays: the model runs at most
+        """With ``timing.steering`` a controller moves parameters as it plays: the model runs at most
         a couple of tokens ahead and the Score is extended at most a beat ahead (instead of
         ``timing.horizon``), so a new temperature is heard within a bar; mutes and gains
         apply to MIDI and OSC notes as they are sent, to our synth's as they are scheduled."""
         timing = timing or LiveTiming()
+        steering = timing.steering
         self.preset = preset
         self.keep = timing.keep
         self.follow = timing.follow
