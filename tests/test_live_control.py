@@ -49,12 +49,12 @@ def test_a_controller_raises_the_temperature_and_mutes_a_voice(jack, tmp_path):
     mido = midi_module()
     controller = mido.open_output("knobs", virtual=True, client_name="controller")
     cmd = [sys.executable, "-m", "sonify", "play", "Shall I compare thee", "--preset", str(preset), "--midi-out",
-           "--control-in", "controller:knobs", "--temp", "0", "--duration", "9", "--quiet", "--score-out", str(played)]  # fmt: skip
+           "--control-in", "controller:knobs", "--temp", "0", "--duration", "12", "--quiet", "--score-out", str(played)]  # fmt: skip
     proc = subprocess.Popen(cmd, env=jack.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         receiver = Receiver("sonify:out")
         started = first_note(receiver, MELODY, proc)
-        time.sleep(3.0)
+        time.sleep(4.5)
         moved = time.monotonic()
         controller.send(mido.Message("control_change", control=1, value=127))  # the mod wheel: temperature 2.0
         controller.send(mido.Message("control_change", channel=3, control=20, value=127))  # mute the melody
