@@ -186,7 +186,12 @@ class MidiOut:
 
     def close(self) -> None:
         with self._lock:
+            if self.closed:
+                return
             self.closed = True
+            # What was just sent (a panic's note-offs) waits in the port's buffer for the next
+            # period of the MIDI system; a port closed now drops it and a note hangs.
+            time.sleep(CLOSE_DRAIN_SECONDS)
             self.port.close()
 
     def write(self, path: str | os.PathLike, start: float, bpm: float) -> Path:
@@ -209,6 +214,10 @@ class MidiOut:
         return path
 
 
+CLOSE_DRAIN_SECONDS = 0.05
+"""How long a port stays open after its last message: a few periods of JACK or CoreMIDI."""
+
+
 def panic_port(name: str | None) -> int:
     """``sonify panic``: every note off on all 16 channels of a port; returns messages sent."""
     mido = midi_module()
@@ -225,7 +234,7 @@ def panic_port(name: str | None) -> int:
                 port.send(mido.Message("note_off", channel=channel, note=pitch, velocity=0))
                 count += 1
             time.sleep(0.012)
-        time.sleep(0.05)  # let the last messages leave before the port closes
+        time.sleep(CLOSE_DRAIN_SECONDS)  # let the last messages leave before the port closes
     finally:
         port.close()
     return count
