@@ -50,38 +50,38 @@ def open_output(name: str | None):
     """The MIDI output port ``name`` (exact, or a unique part of a name), or a virtual port
     named ``sonify`` when ``name`` is None."""
     mido = midi_module()
-    try:
-        if name is None:
-            return mido.open_output("out", virtual=True, client_name=VIRTUAL_PORT)
-        names = list(mido.get_output_names())
-    except Exception as exc:
-        raise SonifyError(
-            f"cannot open MIDI ({type(exc).__name__}: {exc}); on Linux without ALSA MIDI, start a JACK server (jackd -d dummy)"
-        ) from None
-    matches = [n for n in names if n == name] or [n for n in names if name.lower() in n.lower()]
-    if len(matches) != 1:
-        listed = ", ".join(repr(n) for n in names) or "none"
-        why = "matches several ports" if matches else "is not a MIDI output here"
-        raise SonifyError(f"{name!r} {why}; available: {listed} (leave --midi-out without a name for a virtual port 'sonify')")
-    return mido.open_output(matches[0])
+    if name is None:
+        return _opened(lambda: mido.open_output("out", virtual=True, client_name=VIRTUAL_PORT))
+    hint = " (leave --midi-out without a name for a virtual port 'sonify')"
+    return mido.open_output(_matching_port(_opened(mido.get_output_names), name, repr(name), "output", hint))
 
 
 def open_input(name: str, option: str = "--clock-in"):
     """The MIDI input port ``name`` (exact, or a unique part of a name), opened without a
     callback; ``option`` is the command-line option that named it, for the error."""
     mido = midi_module()
+    return mido.open_input(_matching_port(_opened(mido.get_input_names), name, f"{option} {name!r}", "input"))
+
+
+def _opened(call):
+    """``call()``, with MIDI that cannot start at all as one line that says what to do."""
     try:
-        names = list(mido.get_input_names())
+        return call()
     except Exception as exc:
         raise SonifyError(
             f"cannot open MIDI ({type(exc).__name__}: {exc}); on Linux without ALSA MIDI, start a JACK server (jackd -d dummy)"
         ) from None
+
+
+def _matching_port(names: list[str], name: str, label: str, kind: str, hint: str = "") -> str:
+    """The one port of ``names`` that is ``name`` or, failing that, holds it (any case)."""
+    names = list(names)
     matches = [n for n in names if n == name] or [n for n in names if name.lower() in n.lower()]
     if len(matches) != 1:
         listed = ", ".join(repr(n) for n in names) or "none"
-        why = "matches several ports" if matches else "is not a MIDI input here"
-        raise SonifyError(f"{option} {name!r} {why}; available: {listed}")
-    return mido.open_input(matches[0])
+        why = "matches several ports" if matches else f"is not a MIDI {kind} here"
+        raise SonifyError(f"{label} {why}; available: {listed}{hint}")
+    return matches[0]
 
 
 class MidiOut:
