@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,22 +31,9 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=256)
     args = parser.parse_args()
 
-    from jackrig import start_jack, stop_jack
+    from jackrig import run_on_jack
 
-    with tempfile.TemporaryDirectory() as tmp:
-        import pytest  # jackrig reports a missing jackd through pytest
-
-        try:
-            proc, jack = start_jack(Path(tmp))
-        except pytest.skip.Exception as exc:
-            sys.exit(str(exc))
-        try:
-            run(args, jack)
-        finally:
-            import sounddevice
-
-            sounddevice._terminate()
-            stop_jack(proc)
+    run_on_jack(lambda jack: run(args, jack))
 
 
 def run(args, jack) -> None:

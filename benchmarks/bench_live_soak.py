@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -75,22 +74,9 @@ def main() -> None:
     if args.tokens < 2000:
         sys.exit("--tokens has to be at least 2000 (the figures compare token 500 on with the last 1000)")
 
-    from jackrig import start_jack, stop_jack
+    from jackrig import run_on_jack
 
-    with tempfile.TemporaryDirectory() as tmp:
-        import pytest  # jackrig reports a missing jackd through pytest
-
-        try:
-            proc, jack = start_jack(Path(tmp))
-        except pytest.skip.Exception as exc:
-            sys.exit(str(exc))
-        try:
-            run(args, jack)
-        finally:
-            import sounddevice
-
-            sounddevice._terminate()
-            stop_jack(proc)
+    run_on_jack(lambda jack: run(args, jack))
 
 
 class Arrivals:

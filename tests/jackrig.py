@@ -76,6 +76,26 @@ def stop_jack(proc: subprocess.Popen) -> None:
     time.sleep(0.2)
 
 
+def run_on_jack(work) -> None:
+    """For a benchmark run outside pytest: ``work(jack)`` on a JACK dummy server started in a
+    temporary folder and stopped afterwards (exits with the reason when jackd is missing)."""
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            proc, jack = start_jack(Path(tmp))
+        except pytest.skip.Exception as exc:
+            sys.exit(str(exc))
+        try:
+            work(jack)
+        finally:
+            import sounddevice
+
+            sounddevice._terminate()
+            stop_jack(proc)
+
+
 class JitterProbe:
     """The machine's scheduling jitter, measured while a test runs: a thread of the test's
     own process asks to wake every ``interval`` seconds and records how late each wake-up
