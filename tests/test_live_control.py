@@ -86,7 +86,8 @@ def test_a_controller_raises_the_temperature_and_mutes_a_voice(jack, tmp_path):
     assert sum(after) / len(after) > sum(before) / len(before) + 2.0, (before, after)
 
 
-def test_a_missing_control_port_lists_the_inputs(jack, tmp_path):
+@pytest.mark.parametrize("option", ["--control-in", "--clock-in"])
+def test_a_missing_input_port_lists_the_inputs(jack, tmp_path, option):
     from traces import frame
 
     from sonify.music.calibration import shipped_calibration
@@ -95,8 +96,8 @@ def test_a_missing_control_port_lists_the_inputs(jack, tmp_path):
     trace = Trace({"model_sha256": shipped_calibration().model_sha256}, [frame(0, text="Hi"), frame(1, text=" there")])
     path = trace.write(tmp_path / "t.trace.jsonl")
     done = subprocess.run(
-        [sys.executable, "-m", "sonify", "play", "--trace", str(path), "--midi-out", "--control-in", "no-such-knobs"],
+        [sys.executable, "-m", "sonify", "play", "--trace", str(path), "--midi-out", option, "no-such-port"],
         env=jack.env(), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
-    assert "--control-in 'no-such-knobs' is not a MIDI input here; available:" in done.stderr
+    assert f"{option} 'no-such-port' is not a MIDI input here; available:" in done.stderr
