@@ -1,6 +1,6 @@
 """Engine speed: sonify (full telemetry) against Hugging Face transformers and mlx-lm.
 
-    python benchmarks/bench_engine.py [--tokens 64] [--models gpt2-124m,smollm-135m,default] [--mlx]
+    python benchmarks/bench_engine.py [--tokens 64] [--models gpt2-124m,smollm-135m,default] [--mlx] [--verbose]
 
 For each model shape, the same weights run in both, one after the other, each in its own
 process (so peak memory is per contender): batch 1, KV cache, float32, greedy decoding,
@@ -9,6 +9,10 @@ transformers runs eager attention with ``output_attentions=True, output_hidden_s
 (what it needs to expose what sonify reports); sonify runs ``Engine.generate`` and builds
 every Frame. The 124M shape is bound by memory traffic, so the machine's bound is printed
 too: weight bytes read per token over the measured matrix-vector bandwidth.
+
+With ``--verbose`` each sonify row is followed by a per-phase profile of one more
+generation (milliseconds per generated token; the matrix products with the bandwidth
+they streamed at): where the time goes.
 
 With ``--mlx`` it also runs sonify's MLX backend against mlx-lm (which computes no
 telemetry) on the same folder and prints that ratio; on Apple Silicon the goal is 0.8x,
@@ -95,7 +99,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def worker_sonify(folder: str, tokens: int, backend: str = "numpy") -> dict:
+def worker_sonify(folder: str, tokens: int, backend: str = "numpy", profile: bool = False) -> dict:
     from sonify import Engine, SamplerSettings, load_model
 
     model = load_model(folder, backend=backend)
@@ -108,7 +112,47 @@ def worker_sonify(folder: str, tokens: int, backend: str = "numpy") -> dict:
         assert len(frames) == len(PROMPT_IDS) + tokens
 
     elapsed = best_time(run)
-    return {"tokens_per_s": tokens / elapsed, "peak_rss_mb": peak_rss_mb(), "weight_bytes": model.decoder.weights.nbytes()}
+    result = {"tokens_per_s": tokens / elapsed, "peak_rss_mb": peak_rss_mb(), "weight_bytes": model.decoder.weights.nbytes()}
+    if profile and backend == "numpy":
+        result["profile"] = phase_profile(engine, tokens)
+    return result
+
+
+# Phases that are one matrix product per layer (or the head), with the weights they read.
+MATRIX_PHASES = {"qkv": ("qkv",), "out proj": ("out",), "mlp up": ("up",), "mlp down": ("down",), "head": ()}
+
+
+def phase_profile(engine, tokens: int) -> dict:
+    """Seconds per generated token in each phase of one more greedy generation, and the
+    bytes each matrix phase reads per token."""
+    from sonify import SamplerSettings
+    from sonify.model.profile import PhaseClock, no_clock
+
+    decoder = engine.model.decoder
+    clock = decoder.clock = PhaseClock()
+    frames = engine.generate(PROMPT_IDS, max_tokens=tokens, sampler=SamplerSettings(temperature=0), stop_at_eos=False)
+    for i, _ in enumerate(frames):
+        if i == len(PROMPT_IDS) - 1:  # the prompt is read: count from here
+            clock.seconds.clear()
+            clock.restart()
+    decoder.clock = no_clock
+    weights = decoder.weights
+    read = {
+        phase: sum(getattr(layer, name).nbytes for layer in weights.layers for name in names)
+        for phase, names in MATRIX_PHASES.items()
+    }
+    read["head"] = weights.lm_head.nbytes
+    return {"seconds": {k: v / tokens for k, v in clock.seconds.items()}, "bytes": read}
+
+
+def print_profile(profile: dict, bandwidth: float) -> None:
+    seconds, read = profile["seconds"], profile["bytes"]
+    total = sum(seconds.values())
+    print(f"    {'phase':14s} {'ms/token':>9s} {'share':>6s}  matrix GB/s (of the bound's {bandwidth:.1f})")
+    for phase, t in sorted(seconds.items(), key=lambda kv: -kv[1]):
+        rate = f"{read[phase] / t / 1e9:9.1f}" if phase in read and t > 0 else ""
+        print(f"    {phase:14s} {t * 1e3:9.3f} {t / total:6.1%} {rate}")
+    print(f"    {'total':14s} {total * 1e3:9.3f}", flush=True)
 
 
 def worker_transformers(folder: str, tokens: int) -> dict:
@@ -163,10 +207,11 @@ def gemv_bandwidth_gbps(megabytes: int = 512, repeats: int = 20) -> float:
     return w.nbytes / best / 1e9
 
 
-def run_worker(kind: str, folder: Path | str, tokens: int = 0) -> dict:
+def run_worker(kind: str, folder: Path | str, tokens: int = 0, verbose: bool = False) -> dict:
     """Run one step in a fresh process. Everything heavy runs in one, so that each
     contender's peak memory is its own (Linux carries ru_maxrss over fork)."""
     cmd = [sys.executable, __file__, "--worker", kind, "--folder", str(folder), "--tokens", str(tokens)]
+    cmd += ["--verbose"] if verbose else []
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"{kind} failed on {folder}:\n{done.stderr[-2000:]}")
@@ -178,6 +223,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--models", default="gpt2-124m,smollm-135m,default")
     parser.add_argument("--mlx", action="store_true", help="also compare sonify's MLX backend with mlx-lm")
+    parser.add_argument("--verbose", action="store_true", help="profile sonify's decoding step by phase")
     parser.add_argument(
         "--worker", choices=["sonify", "sonify-mlx", "transformers", "mlx-lm", "build", "bandwidth"], help=argparse.SUPPRESS
     )
@@ -185,7 +231,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         work = {
-            "sonify": worker_sonify,
+            "sonify": lambda folder, tokens: worker_sonify(folder, tokens, profile=args.verbose),
             "sonify-mlx": lambda folder, tokens: worker_sonify(folder, tokens, backend="mlx"),
             "transformers": worker_transformers,
             "mlx-lm": worker_mlx_lm,
@@ -209,7 +255,7 @@ def main() -> None:
             tokens = TOKENS_FOR_DEFAULT if name == "default" else args.tokens
             if args.mlx:
                 mlx_rows.append((name, run_worker("sonify-mlx", folder, tokens), run_worker("mlx-lm", folder, tokens)))
-            ours = run_worker("sonify", folder, tokens)
+            ours = run_worker("sonify", folder, tokens, verbose=args.verbose)
             theirs = run_worker("transformers", folder, tokens)
             bound = bandwidth * 1e9 / ours["weight_bytes"]
             print(
@@ -218,6 +264,8 @@ def main() -> None:
                 f"{bound:12.1f} {ours['tokens_per_s'] / bound:8.0%}",
                 flush=True,
             )
+            if "profile" in ours:
+                print_profile(ours["profile"], bandwidth)
     if mlx_rows:
         print(f"\n{'model':14s} {'sonify mlx':>11s} {'mlx-lm':>8s} {'ratio':>6s}   (tokens/s; mlx-lm computes no telemetry)")
         for name, ours, theirs in mlx_rows:

@@ -23,6 +23,7 @@ from .quantized import QuantizedLinear, module_settings
 from .safetensors_io import SafetensorsFile
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
+TRANSPOSE_BLOCK_BYTES = 8 << 20  # rows converted at a time by CheckpointTensors.transposed
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _CONVERT_HINT = (
     'convert it once with: python -c "from transformers import AutoModelForCausalLM as M; '
@@ -153,11 +154,35 @@ class CheckpointTensors:
             self.raw(name).view(np.uint32), self.get(module + ".scales"), self.get(module + ".biases"), group_size, bits
         )
 
-    def linear(self, name: str) -> np.ndarray | QuantizedLinear:
-        """A linear layer's (out, in) weight: dense as (in, out) float32, or kept quantized."""
+    def linear(self, name: str, contiguous: bool = False) -> np.ndarray | QuantizedLinear:
+        """A linear layer's (out, in) weight: dense as (in, out) float32, a transposed view
+        of the stored order or, with ``contiguous``, C-contiguous (see :meth:`transposed`);
+        or kept quantized."""
         if self.is_quantized(name) and self.keep_quantized:
             return self.quantized(name)
-        return self.get(name).T
+        return self.transposed(name) if contiguous else self.get(name).T
+
+    def transposed(self, name: str, out: np.ndarray | None = None) -> np.ndarray:
+        """A 2-D tensor's transpose as float32: a new C-contiguous array, or written into
+        ``out`` (e.g. a column block of a fused matrix).
+
+        Read a block of rows at a time, so that converting never holds a second full copy
+        of a large tensor (an output head is 100-500 MB)."""
+        if self.is_quantized(name):
+            dense = self.quantized(name).dequantize().T
+            if out is None:
+                return np.ascontiguousarray(dense)
+            out[...] = dense
+            return out
+        f = self._file(name)
+        rows, cols = f.shape(name)
+        if out is None:
+            out = np.empty((cols, rows), dtype=np.float32)
+        step = max(1, TRANSPOSE_BLOCK_BYTES // max(1, 4 * cols))
+        for start in range(0, rows, step):
+            stop = min(rows, start + step)
+            out[:, start:stop] = f.float32(name, (start, stop)).T
+        return out
 
     def embedding(self, name: str) -> np.ndarray | QuantizedLinear:
         """An embedding table (vocab, hidden): dense float32, or kept quantized."""
@@ -169,12 +194,19 @@ class CheckpointTensors:
         """The tensor as float32 (dequantized if stored quantized); a clear error when missing."""
         if self.is_quantized(name):
             return self.quantized(name).dequantize()
-        if name not in self._where:
-            raise SonifyError(f"{self.folder}: weight {name!r} is missing from the safetensors files; the checkpoint is incomplete")
-        return self._where[name].float32(name)
+        return self._file(name).float32(name)
 
     def raw(self, name: str) -> np.ndarray:
-        return self._where[name].raw(name)
+        return self._file(name).raw(name)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        """The shape a tensor is stored with."""
+        return self._file(name).shape(name)
+
+    def _file(self, name: str) -> SafetensorsFile:
+        if name not in self._where:
+            raise SonifyError(f"{self.folder}: weight {name!r} is missing from the safetensors files; the checkpoint is incomplete")
+        return self._where[name]
 
     def digest(self) -> str:
         """A SHA-256 over the weight files, the identity of this checkpoint's weights."""

@@ -18,6 +18,7 @@ from ..errors import SonifyError
 from ..version import __version__
 from .frame import AttentionStats, Frame, LayerStats, Mode
 from .loader import LanguageModel
+from .profile import no_clock
 from .sampling import SamplerSettings, apply_repetition_penalty, make_sampler
 from .telemetry import log_softmax, log_softmax_entropy, rank_of, top_tokens
 from .tokenizer import IncrementalDecoder
@@ -114,26 +115,33 @@ class Engine:
             if include_prompt:
                 yield frame
         eos = set(self.model.arch.eos_token_ids)
+        lap = getattr(self.model.decoder, "clock", no_clock)
         for step in range(max_tokens):
             if steer is not None:
                 wanted = steer(settings)
                 if wanted != settings:
                     settings, sample = wanted, make_sampler(wanted)
             start = self._make_room(run, 1)
+            lap("python")
             out = self.model.decoder.forward(np.array([run.last]), run.cache)
             self._check_finite(run, out)
             run.context.append(run.last)
             logits = out.logits[0]
+            lap("finite check")
             logprobs, entropy = log_softmax_entropy(logits)
+            lap("distribution")
             if settings.repetition_penalty != 1.0:
                 recent = run.context[-settings.repetition_context :]
                 chosen = sample(log_softmax(apply_repetition_penalty(logits, recent, settings.repetition_penalty)), rng)
             else:
                 chosen = sample(logprobs, rng)
             stop = stop_at_eos and chosen in eos
-            yield self._frame(
+            lap("sampling")
+            frame = self._frame(
                 run, out, 0, logprobs, float(entropy), chosen, "generated", start, final=stop or step == max_tokens - 1
             )
+            lap("frame")
+            yield frame
             if stop:
                 return
             run.last = chosen

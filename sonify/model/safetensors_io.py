@@ -2,8 +2,9 @@
 
 The ``safetensors`` library's NumPy loader has no bfloat16, so this reads the format
 directly: an 8-byte little-endian header length, a JSON header naming each tensor's
-dtype, shape and byte range, then the raw data. The file is memory-mapped, so a tensor
-costs memory only when it is converted.
+dtype, shape and byte range, then the raw data. Each tensor is read from the file into
+its own array (or straight into the caller's buffer), one at a time: the file is never
+mapped, so its pages never count as this process's memory beside the converted weights.
 """
 
 from __future__ import annotations
@@ -73,7 +74,6 @@ class SafetensorsFile:
             if end - start != int(np.prod(shape, dtype=np.int64)) * _DTYPES[dtype].itemsize or self._data_start + end > size:
                 raise SonifyError(f"{self.path}: tensor {name!r} lies outside the file (truncated download?); re-download it")
             self._entries[name] = (dtype, shape, start, end)
-        self._map: np.memmap | None = None
 
     def keys(self) -> list[str]:
         return list(self._entries)
@@ -84,16 +84,30 @@ class SafetensorsFile:
     def shape(self, name: str) -> tuple[int, ...]:
         return self._entries[name][1]
 
-    def raw(self, name: str) -> np.ndarray:
-        """The tensor as stored (bfloat16 as raw uint16), a view into the mapped file."""
+    def raw(self, name: str, rows: tuple[int, int] | None = None) -> np.ndarray:
+        """The tensor as stored (bfloat16 as raw uint16), read into a new array; ``rows``
+        (start, stop) reads only those rows of its first axis."""
         dtype, shape, start, end = self._entries[name]
-        if self._map is None:
-            self._map = np.memmap(self.path, dtype=np.uint8, mode="r")
-        return self._map[self._data_start + start : self._data_start + end].view(_DTYPES[dtype]).reshape(shape)
+        if rows is not None:
+            row_bytes = (end - start) // shape[0] if shape and shape[0] else 0
+            start, end = start + rows[0] * row_bytes, start + rows[1] * row_bytes
+            shape = (rows[1] - rows[0], *shape[1:])
+        array = np.empty(shape, dtype=_DTYPES[dtype])
+        view = memoryview(array.reshape(-1).view(np.uint8))
+        with open(self.path, "rb", buffering=0) as f:
+            f.seek(self._data_start + start)
+            done = 0
+            while done < len(view):  # one read returns at most ~2 GB on Linux
+                got = f.readinto(view[done:])
+                if not got:
+                    raise SonifyError(f"{self.path}: tensor {name!r} ends early (the file shrank?); re-download it")
+                done += got
+        return array
 
-    def float32(self, name: str) -> np.ndarray:
-        """The tensor widened to a new float32 array."""
-        data = self.raw(name)
-        if self._entries[name][0] == "BF16":
+    def float32(self, name: str, rows: tuple[int, int] | None = None) -> np.ndarray:
+        """The tensor (or its ``rows``, as in :meth:`raw`) widened to a new float32 array."""
+        data = self.raw(name, rows)
+        kind = self._entries[name][0]
+        if kind == "BF16":
             return (data.astype(np.uint32) << 16).view(np.float32)
-        return np.array(data, dtype=np.float32)
+        return data.astype(np.float32, copy=False)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ...errors import SonifyError
+from ..checkpoint import CheckpointTensors
 from ..quantized import QuantizedLinear
 
 
@@ -85,12 +86,36 @@ class DecoderWeights:
         return total
 
 
-def tied_head(embed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(embed, lm_head) sharing one copy: the head C-contiguous (hidden, vocab), the
-    embedding table its transposed view. Decoding streams the head every token (the
-    contiguous layout read ~15 % faster than a transposed view); lookups are a few rows."""
-    head = np.ascontiguousarray(embed.T)
+def tied_head(tensors: CheckpointTensors, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(embed, lm_head) sharing one copy of the tied table ``name``: the head C-contiguous
+    (hidden, vocab), the embedding table its transposed view. Decoding streams the head
+    every token, and a contiguous (in, out) matrix is what the matrix-vector product reads
+    fastest; lookups are a few rows. Converted block by block, never held twice."""
+    head = tensors.transposed(name)
     return head.T, head
+
+
+def fused_linear(tensors: CheckpointTensors, names: list[str]) -> np.ndarray | QuantizedLinear:
+    """(out, in) projections side by side as one C-contiguous (in, sum of outs) float32
+    matrix (q|k|v, gate|up), each written straight into its columns; kept quantized
+    instead when all of them are and the backend computes on them natively. One name:
+    that weight as :meth:`CheckpointTensors.linear` gives it (no copy)."""
+    if len(names) == 1:
+        return tensors.linear(names[0])
+    quantized = [tensors.quantized(n) if tensors.is_quantized(n) else None for n in names]
+    if tensors.keep_quantized and all(q is not None for q in quantized):
+        return QuantizedLinear.stack(quantized)
+    shapes = [(q.out_features, q.in_features) if q is not None else tensors.shape(n) for q, n in zip(quantized, names)]
+    fused = np.empty((shapes[0][1], sum(width for width, _ in shapes)), dtype=np.float32)
+    column = 0
+    for q, name, (width, _) in zip(quantized, names, shapes):
+        block = fused[:, column : column + width]
+        if q is not None:
+            block[...] = q.dequantize().T
+        else:
+            tensors.transposed(name, out=block)
+        column += width
+    return fused
 
 
 def config_value(config: dict, key: str, kind: type, default: Any = ..., *, where: str = "config.json") -> Any:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from ...errors import SonifyError
 from ..checkpoint import CheckpointTensors
 from .common import Architecture, DecoderWeights, LayerWeights, config_value, tied_head, token_ids
@@ -100,9 +98,9 @@ def load_weights(arch: Architecture, tensors: CheckpointTensors, config: dict) -
             )
         )
     if "lm_head.weight" in tensors:
-        embed, lm_head = get("wte.weight"), np.ascontiguousarray(tensors.get("lm_head.weight").T)
+        embed, lm_head = get("wte.weight"), tensors.transposed("lm_head.weight")
     else:
-        embed, lm_head = tied_head(get("wte.weight"))
+        embed, lm_head = tied_head(tensors, prefix + "wte.weight")
     return DecoderWeights(
         embed=embed,
         positions=get("wpe.weight"),

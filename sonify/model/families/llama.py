@@ -14,7 +14,7 @@ import numpy as np
 from ...errors import SonifyError
 from ..checkpoint import CheckpointTensors
 from ..quantized import QuantizedLinear
-from .common import Architecture, DecoderWeights, LayerWeights, config_value, tied_head, token_ids
+from .common import Architecture, DecoderWeights, LayerWeights, config_value, fused_linear, tied_head, token_ids
 
 # model_type -> (q/k/v biases by default, tied embeddings by default)
 MODEL_TYPES = {
@@ -122,12 +122,7 @@ def load_weights(arch: Architecture, tensors: CheckpointTensors, config: dict) -
     args = ModelArgs.from_config(config)
 
     def fused(*names: str) -> np.ndarray | QuantizedLinear:
-        """Projections side by side (q|k|v, gate|up): kept quantized only if all of them are."""
-        parts = [tensors.linear(n) for n in names]
-        if all(isinstance(p, QuantizedLinear) for p in parts):
-            return QuantizedLinear.stack(parts)
-        dense = [p.dequantize().T if isinstance(p, QuantizedLinear) else p for p in parts]
-        return np.ascontiguousarray(np.concatenate(dense, axis=1))
+        return fused_linear(tensors, list(names))
 
     def bias(name: str, present: bool) -> np.ndarray | None:
         return tensors.get(name) if present or name in tensors else None
@@ -154,13 +149,13 @@ def load_weights(arch: Architecture, tensors: CheckpointTensors, config: dict) -
                 down_bias=bias(m + "down_proj.bias", args.mlp_bias),
             )
         )
-    embed = tensors.embedding("model.embed_tokens.weight")
+    table = "model.embed_tokens.weight"
     if "lm_head.weight" in tensors and not args.tie_word_embeddings:
-        lm_head = fused("lm_head.weight")
-    elif isinstance(embed, QuantizedLinear):  # tied and quantized: (vocab, hidden), applied transposed
-        lm_head = embed
+        embed, lm_head = tensors.embedding(table), tensors.linear("lm_head.weight", contiguous=True)
+    elif tensors.keep_quantized and tensors.is_quantized(table):  # tied and quantized: (vocab, hidden), applied transposed
+        embed = lm_head = tensors.embedding(table)
     else:
-        embed, lm_head = tied_head(embed)
+        embed, lm_head = tied_head(tensors, table)
     return DecoderWeights(
         embed=embed,
         positions=None,
