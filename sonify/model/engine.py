@@ -249,6 +249,7 @@ class Engine:
         final: bool = False,
     ) -> Frame:
         he, hd, hf = out.head_entropy[:, :, j], out.head_distance[:, :, j], out.head_focus[:, :, j]
+        heads = he.shape[1]
         frame = Frame(
             index=run.index,
             token_id=int(token),
@@ -259,9 +260,9 @@ class Engine:
             rank=rank_of(logprobs, token),
             top=tuple((self._piece(t), p) for t, p in top_tokens(logprobs, self.alternatives)),
             attention=AttentionStats(
-                entropy=tuple(he.mean(1).tolist()),
-                distance=tuple(hd.mean(1).tolist()),
-                focus=tuple(hf.mean(1).tolist()),
+                entropy=tuple((np.add.reduce(he, axis=1) / heads).tolist()),  # the mean, as ndarray.mean computes it, for less
+                distance=tuple((np.add.reduce(hd, axis=1) / heads).tolist()),
+                focus=tuple((np.add.reduce(hf, axis=1) / heads).tolist()),
                 head_entropy=tuple(map(tuple, he.tolist())),
                 head_distance=tuple(map(tuple, hd.tolist())),
                 head_focus=tuple(map(tuple, hf.tolist())),

@@ -27,9 +27,11 @@ def log_softmax_entropy(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     z = logits.astype(np.float64)
     z -= z.max(-1, keepdims=True)
     e = np.exp(z)
-    total = e.sum(-1, keepdims=True)
+    total = np.add.reduce(e, axis=-1, keepdims=True)
     log_total = np.log(total)
-    return z - log_total, (log_total - (e * z).sum(-1, keepdims=True) / total)[..., 0]
+    entropy_ = log_total[..., 0] - np.vecdot(e, z) / total[..., 0]
+    z -= log_total  # in place: z becomes the log-probabilities
+    return z, entropy_
 
 
 def entropy(logprobs: np.ndarray) -> np.ndarray:
@@ -39,15 +41,16 @@ def entropy(logprobs: np.ndarray) -> np.ndarray:
 
 def rank_of(logprobs: np.ndarray, token_id: int) -> int:
     """1 for the most likely token, 2 for the runner-up, and so on (ties share the better rank)."""
-    return int((logprobs > logprobs[token_id]).sum()) + 1
+    return int(np.count_nonzero(logprobs > logprobs[token_id])) + 1
 
 
 def top_tokens(logprobs: np.ndarray, k: int) -> list[tuple[int, float]]:
     """The k most likely token ids with their probabilities, most likely first."""
-    k = min(k, logprobs.shape[-1])
+    n = logprobs.shape[-1]
+    k = min(k, n)
     if k <= 0:
         return []
-    idx = np.argpartition(-logprobs, k - 1)[:k]
+    idx = np.argpartition(logprobs, n - k)[n - k :]
     idx = idx[np.lexsort((idx, -logprobs[idx]))]
     return [(int(i), float(np.exp(logprobs[i]))) for i in idx]
 
