@@ -6,6 +6,7 @@ from checkpoints import TEXT
 
 from sonify import Engine, SamplerSettings, SonifyError, load_model
 from sonify.model.evaluation import text_nats, window_schedule
+from sonify.model.profile import no_clock
 from sonify.model.telemetry import log_softmax
 
 LONG = TEXT * 3
@@ -111,3 +112,18 @@ def test_text_nats_equals_the_engines_reading(llama):
     model = load_model(llama, window=16)
     frames = list(Engine(model).read(LONG))
     assert abs(text_nats(model, LONG, chunk=5) + sum(f.logprob for f in frames)) < 1e-3
+
+
+def test_phase_clock_times_every_phase_of_a_decoding_step(llama):
+    """bench_engine --verbose reads where a step's time goes from the decoder's clock."""
+    from sonify.model.profile import PhaseClock
+
+    model = load_model(llama)
+    clock = model.decoder.clock = PhaseClock()
+    frames = list(Engine(model).generate("Shall I", max_tokens=3, sampler=SamplerSettings(temperature=0), stop_at_eos=False))
+    phases = {"embed", "norms", "qkv", "attention", "out proj", "mlp up", "mlp act", "mlp down", "head", "telemetry"}
+    assert phases | {"python", "finite check", "distribution", "sampling", "frame"} == set(clock.seconds)
+    assert all(seconds > 0 for seconds in clock.seconds.values())
+    model.decoder.clock = no_clock
+    greedy = SamplerSettings(temperature=0)
+    assert list(Engine(model).generate("Shall I", max_tokens=3, sampler=greedy, stop_at_eos=False)) == frames  # same results

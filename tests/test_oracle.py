@@ -143,3 +143,28 @@ def test_sharded_checkpoint(checkpoint_dir, tmp_path):
     np.testing.assert_array_equal(
         a.decoder.forward(ids, a.decoder.new_cache()).logits, b.decoder.forward(ids, b.decoder.new_cache()).logits
     )
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_weights_converted_block_by_block_equal_whole(checkpoint_dir, tmp_path, monkeypatch, kind, dtype):
+    """Heads and fused matrices are transposed a block of rows at a time (so that a large
+    tensor is never held twice); tiny blocks must give exactly the weights one block gives."""
+    from sonify.model import checkpoint
+
+    folder = checkpoint_dir(kind)
+    if dtype != "float32":
+        load_reference(folder).to(getattr(torch, dtype)).save_pretrained(tmp_path / dtype, safe_serialization=True)
+        (tmp_path / dtype / "tokenizer.json").write_text((folder / "tokenizer.json").read_text())
+        folder = tmp_path / dtype
+    ids = np.array([0, 5, 17, 99, 3])
+    whole = load_model(folder)
+    monkeypatch.setattr(checkpoint, "TRANSPOSE_BLOCK_BYTES", 1)  # one row per block
+    blocks = load_model(folder)
+    np.testing.assert_array_equal(blocks.decoder.weights.lm_head, whole.decoder.weights.lm_head)
+    for a, b in zip(blocks.decoder.weights.layers, whole.decoder.weights.layers):
+        np.testing.assert_array_equal(a.qkv, b.qkv)
+        np.testing.assert_array_equal(a.up, b.up)
+    np.testing.assert_array_equal(
+        blocks.decoder.forward(ids, blocks.decoder.new_cache()).logits, whole.decoder.forward(ids, whole.decoder.new_cache()).logits
+    )
