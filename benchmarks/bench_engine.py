@@ -8,7 +8,8 @@ the best of three timed runs (64 tokens; 200 for the small default model).
 transformers runs eager attention with ``output_attentions=True, output_hidden_states=True``
 (what it needs to expose what sonify reports); sonify runs ``Engine.generate`` and builds
 every Frame. The 124M shape is bound by memory traffic, so the machine's bound is printed
-too: weight bytes read per token over the measured matrix-vector bandwidth.
+too: weight bytes read per token over the measured matrix-vector bandwidth. Peak memory
+(MB of 2**20 bytes) is printed beside the weights' size: the weights are held once.
 
 With ``--verbose`` each sonify row is followed by a per-phase profile of one more
 generation (milliseconds per generated token; the matrix products with the bandwidth
@@ -96,6 +97,7 @@ def build_shape(name: str, folder: Path) -> Path:
 
 
 def peak_rss_mb() -> float:
+    """Peak resident memory in MB of 2**20 bytes (the unit of the weights' column too)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -246,7 +248,8 @@ def main() -> None:
     bandwidth = run_worker("bandwidth", "-")["gbps"]
     print(f"matrix-vector bandwidth here: {bandwidth:.1f} GB/s (float32 gemv over 512 MB)")
     print(
-        f"{'model':14s} {'sonify tok/s':>13s} {'transformers':>13s} {'ratio':>6s} {'sonify MB':>10s} {'trf MB':>8s} {'bound tok/s':>12s} {'of bound':>9s}"
+        f"{'model':14s} {'sonify tok/s':>13s} {'transformers':>13s} {'ratio':>6s} {'sonify MB':>10s} {'weights MB':>11s} "
+        f"{'trf MB':>8s} {'bound tok/s':>12s} {'of bound':>9s}"
     )
     mlx_rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -260,7 +263,8 @@ def main() -> None:
             bound = bandwidth * 1e9 / ours["weight_bytes"]
             print(
                 f"{name:14s} {ours['tokens_per_s']:13.1f} {theirs['tokens_per_s']:13.1f} "
-                f"{ours['tokens_per_s'] / theirs['tokens_per_s']:5.2f}x {ours['peak_rss_mb']:10.0f} {theirs['peak_rss_mb']:8.0f} "
+                f"{ours['tokens_per_s'] / theirs['tokens_per_s']:5.2f}x {ours['peak_rss_mb']:10.0f} {ours['weight_bytes'] / 2**20:11.0f} "
+                f"{theirs['peak_rss_mb']:8.0f} "
                 f"{bound:12.1f} {ours['tokens_per_s'] / bound:8.0%}",
                 flush=True,
             )
