@@ -1,5 +1,5 @@
 """Effects with state carried between blocks: a feedback-delay-network reverb and a stereo
-echo. ``process(block)`` takes and returns (2, frames) arrays;
+echo. ``process(block)`` takes a mono (frames,) array and returns a stereo (2, frames) one;
 calling it on one long block or on many short ones gives the same samples."""
 
 from __future__ import annotations
@@ -75,11 +75,10 @@ class Reverb:
         self.filter_state = np.zeros(1, dtype=np.float32)
 
     def process(self, block: np.ndarray) -> np.ndarray:
-        mono = np.float32(0.5) * block.sum(axis=0, dtype=np.float32)
-        mono, self.filter_state = lfilter(self.b, self.a, mono, zi=self.filter_state)
-        out = np.empty_like(block)
-        for start in range(0, block.shape[1], self.chunk):
-            stop = min(start + self.chunk, block.shape[1])
+        mono, self.filter_state = lfilter(self.b, self.a, block, zi=self.filter_state)
+        out = np.empty((2, block.size), dtype=np.float32)
+        for start in range(0, block.size, self.chunk):
+            stop = min(start + self.chunk, block.size)
             out[:, start:stop] = self._chunk(mono[start:stop])
         return out
 
@@ -99,7 +98,7 @@ class Reverb:
 
 
 class Echo:
-    """A stereo ping-pong delay: each echo crosses to the other side, ``feedback`` quieter."""
+    """A stereo ping-pong delay fed on the left: each echo crosses to the other side, ``feedback`` quieter."""
 
     def __init__(self, sample_rate: int, seconds: float, feedback: float):
         self.length = max(1, round(seconds * sample_rate))
@@ -111,11 +110,13 @@ class Echo:
         self.position = 0
 
     def process(self, block: np.ndarray) -> np.ndarray:
-        out = np.empty_like(block)
-        for start in range(0, block.shape[1], self.length):
-            stop = min(start + self.length, block.shape[1])
+        out = np.empty((2, block.size), dtype=np.float32)
+        for start in range(0, block.size, self.length):
+            stop = min(start + self.length, block.size)
             delayed = _read(self.buffer, self.position, stop - start)
-            _write(self.buffer, self.position, block[:, start:stop] + np.float32(self.feedback) * delayed[::-1])
+            fed = delayed[::-1] * np.float32(self.feedback)
+            fed[0] += block[start:stop]
+            _write(self.buffer, self.position, fed)
             out[:, start:stop] = delayed
             self.position += stop - start
         return out
