@@ -1,5 +1,5 @@
 """Effects with state carried between blocks: a feedback-delay-network reverb and a stereo
-echo. ``process(block)`` takes and returns (2, frames) arrays;
+echo. ``process(block)`` takes a mono (frames,) array and returns a stereo (2, frames) one;
 calling it on one long block or on many short ones gives the same samples."""
 
 from __future__ import annotations
@@ -37,49 +37,68 @@ class Reverb:
 
     Blocks are processed in chunks no longer than the shortest line, so each chunk only
     reads what earlier chunks wrote: the result does not depend on the block size. The
-    return is darkened by a lowpass (its cutoff set by ``damping``)."""
+    return is darkened by a lowpass (its cutoff set by ``damping``), applied to the input:
+    the network is linear and time-invariant, so filtering before it is the same as
+    filtering both outputs after it, at half the cost.
+
+    The lines share one buffer, ``ahead``: row i, column c holds what line i puts out at
+    chunk position c, so a chunk reads all eight lines as one slice, and each line's new
+    input is written where it will come out, ``length`` columns on. One matrix product per
+    chunk gives the lines' inputs (feedback plus the injected signal, a ninth row of the
+    buffer) and the two output taps. When the columns run out, the part still ahead is
+    moved back to the start."""
 
     def __init__(self, sample_rate: int, seconds: float, damping: float = 0.3):
         self.lengths = [round(ms * sample_rate / 1000.0) for ms in _FDN_MS]
         self.chunk = min(self.lengths)
         lengths = np.array(self.lengths, dtype=np.float64)
+        n = len(self.lengths)
         # Per-line gain for a 60 dB decay over ``seconds``, folded into the feedback matrix.
         gains = 10.0 ** (-3.0 * lengths / (seconds * sample_rate))
-        self.feedback = ((hadamard(len(lengths)) / np.sqrt(len(lengths))) * gains[None, :]).astype(np.float32)
-        self.inject = (np.array([1, 1, 1, 1, -1, -1, -1, -1], dtype=np.float32)[:, None] / 2.0).astype(np.float32)
-        self.taps = (np.array([[1, -1, 1, -1, 1, -1, 1, -1], [1, 1, -1, -1, 1, 1, -1, -1]], dtype=np.float32) / 4.0).astype(
-            np.float32
-        )
+        feedback = (hadamard(n) / np.sqrt(n)) * gains[None, :]
+        inject = np.array([1, 1, 1, 1, -1, -1, -1, -1]) / 2.0
+        taps = np.array([[1, -1, 1, -1, 1, -1, 1, -1], [1, 1, -1, -1, 1, 1, -1, -1]]) / 4.0
+        # Rows: the lines' next inputs, then the two outputs; columns: the lines, then the input.
+        self.matrix = np.zeros((n + 2, n + 1), dtype=np.float32)
+        self.matrix[:n, :n] = feedback
+        self.matrix[:n, n] = inject
+        self.matrix[n:, :n] = taps
         cutoff = 16000.0 * (1.0 - float(np.clip(damping, 0.0, 0.95))) + 1500.0
         b, a = butter(1, min(cutoff, 0.45 * sample_rate) / (sample_rate / 2.0))
         self.b, self.a = b.astype(np.float32), a.astype(np.float32)
         self.reset()
 
     def reset(self) -> None:
-        self.lines = [np.zeros(n, dtype=np.float32) for n in self.lengths]
-        self.position = 0
-        self.filter_state = np.zeros((2, 1), dtype=np.float32)
+        longest = max(self.lengths)
+        self.ahead = np.zeros((len(self.lengths) + 1, longest + 8 * self.chunk), dtype=np.float32)
+        self.at = 0  # the column of the next sample
+        self.filter_state = np.zeros(1, dtype=np.float32)
 
     def process(self, block: np.ndarray) -> np.ndarray:
-        out = np.empty_like(block)
-        for start in range(0, block.shape[1], self.chunk):
-            stop = min(start + self.chunk, block.shape[1])
-            out[:, start:stop] = self._chunk(block[:, start:stop])
-        y, self.filter_state = lfilter(self.b, self.a, out, axis=1, zi=self.filter_state)
-        return y
+        mono, self.filter_state = lfilter(self.b, self.a, block, zi=self.filter_state)
+        out = np.empty((2, block.size), dtype=np.float32)
+        for start in range(0, block.size, self.chunk):
+            stop = min(start + self.chunk, block.size)
+            out[:, start:stop] = self._chunk(mono[start:stop])
+        return out
 
     def _chunk(self, x: np.ndarray) -> np.ndarray:
-        m = x.shape[1]
-        delayed = np.stack([_read(line, self.position, m) for line in self.lines])
-        feed = self.feedback @ delayed + self.inject * (np.float32(0.5) * x.sum(axis=0))[None, :]
-        for line, values in zip(self.lines, feed):
-            _write(line, self.position, values)
-        self.position += m
-        return self.taps @ delayed
+        m, n, ahead = x.size, len(self.lengths), self.ahead
+        p = self.at
+        longest = max(self.lengths)
+        if p + longest + m > ahead.shape[1]:
+            ahead[:n, :longest] = ahead[:n, p : p + longest]
+            p = 0
+        ahead[n, p : p + m] = x
+        mixed = self.matrix @ ahead[:, p : p + m]
+        for line, length in enumerate(self.lengths):
+            ahead[line, p + length : p + length + m] = mixed[line]
+        self.at = p + m
+        return mixed[n:]
 
 
 class Echo:
-    """A stereo ping-pong delay: each echo crosses to the other side, ``feedback`` quieter."""
+    """A stereo ping-pong delay fed on the left: each echo crosses to the other side, ``feedback`` quieter."""
 
     def __init__(self, sample_rate: int, seconds: float, feedback: float):
         self.length = max(1, round(seconds * sample_rate))
@@ -91,11 +110,13 @@ class Echo:
         self.position = 0
 
     def process(self, block: np.ndarray) -> np.ndarray:
-        out = np.empty_like(block)
-        for start in range(0, block.shape[1], self.length):
-            stop = min(start + self.length, block.shape[1])
+        out = np.empty((2, block.size), dtype=np.float32)
+        for start in range(0, block.size, self.length):
+            stop = min(start + self.length, block.size)
             delayed = _read(self.buffer, self.position, stop - start)
-            _write(self.buffer, self.position, block[:, start:stop] + np.float32(self.feedback) * delayed[::-1])
+            fed = delayed[::-1] * np.float32(self.feedback)
+            fed[0] += block[start:stop]
+            _write(self.buffer, self.position, fed)
             out[:, start:stop] = delayed
             self.position += stop - start
         return out

@@ -211,8 +211,13 @@ class SynthEngine:
                 wet_reverb += voice.reverb * bus
             if voice.delay:
                 wet_echo += voice.delay * bus
-        echoes = self.echo.process(np.stack([wet_echo, np.zeros_like(wet_echo)]))
-        reverb_in = np.stack([wet_reverb, wet_reverb]) + np.float32(0.5) * echoes
+        echoes = self.echo.process(wet_echo)
         dry += echoes
-        dry += np.float32(self.settings.reverb_mix * 2.0) * self.reverb.process(reverb_in)
+        # The reverb hears the sends and a quarter of each echo (the mean of both sides, half as loud).
+        echoes[0] += echoes[1]
+        echoes[0] *= np.float32(0.25)
+        wet_reverb += echoes[0]
+        reverb = self.reverb.process(wet_reverb)
+        reverb *= np.float32(self.settings.reverb_mix * 2.0)
+        dry += reverb
         return dry.T

@@ -7,7 +7,7 @@ controllers (the organ's stops, the drone's expression) through ``note.control``
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 
 import numpy as np
 from scipy.optimize import brentq
@@ -18,12 +18,21 @@ from .dsp import TWO_PI, phase, saw, square, turns
 from .voice import Instrument, SoundingNote
 
 
+@lru_cache(maxsize=4096)
+def _lowpass_coefficients(cutoff: float, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """A 2-pole Butterworth lowpass (b, a), float32; designing one costs as much as filtering
+    a short note, and notes of one pitch and velocity share it."""
+    b, a = butter(2, min(cutoff, 0.45 * sample_rate) / (sample_rate / 2.0))
+    b, a = b.astype(np.float32), a.astype(np.float32)
+    b.flags.writeable = a.flags.writeable = False
+    return b, a
+
+
 def _lowpass(note: SoundingNote, x: np.ndarray, cutoff: float) -> np.ndarray:
     """A 2-pole lowpass whose memory lives with the note, so blocks join seamlessly."""
     if "lp" not in note.state:
-        nyquist = note.sample_rate / 2.0
-        b, a = butter(2, min(cutoff, 0.45 * note.sample_rate) / nyquist)
-        note.state["lp"] = (b.astype(np.float32), a.astype(np.float32), np.zeros(2, dtype=np.float32))
+        b, a = _lowpass_coefficients(cutoff, note.sample_rate)
+        note.state["lp"] = (b, a, np.zeros(2, dtype=np.float32))
     b, a, zi = note.state["lp"]
     y, zf = lfilter(b, a, x.astype(np.float32, copy=False), zi=zi)
     note.state["lp"] = (b, a, zf)

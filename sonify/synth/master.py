@@ -11,6 +11,7 @@ the ceiling.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -112,6 +113,18 @@ def true_peak_db(audio: np.ndarray, oversample: int = 4) -> float:
     return 20.0 * math.log10(peak) if peak > 0 else -math.inf
 
 
+@lru_cache(maxsize=4)
+def _interpolator(oversample: int, taps_per_phase: int) -> np.ndarray:
+    """The limiter's polyphase interpolator, phases 1 .. oversample - 1 (read-only; designed
+    once, as a piece's many stretches each get a limiter)."""
+    lag = (taps_per_phase - 1) // 2
+    taps = firwin(oversample * 2 * lag + 1, 1.0 / oversample) * oversample
+    taps = np.concatenate([taps, np.zeros(oversample * taps_per_phase - taps.size)])
+    phases = taps.reshape(-1, oversample).T[1:]
+    phases.flags.writeable = False
+    return phases
+
+
 class Limiter:
     """A look-ahead true-peak limiter for (frames, channels) blocks, state carried across blocks.
 
@@ -134,9 +147,7 @@ class Limiter:
         self.smooth = self.delay // 2 + 1
         # 4 * 2 * LAG + 1 taps delay by exactly LAG samples, which puts phases 1..3 at
         # j + 1/4, j + 2/4, j + 3/4 (the points a 4x true-peak meter reads).
-        taps = firwin(self.OVERSAMPLE * 2 * self.lag + 1, 1.0 / self.OVERSAMPLE) * self.OVERSAMPLE
-        taps = np.concatenate([taps, np.zeros(self.OVERSAMPLE * self.TAPS_PER_PHASE - taps.size)])
-        self.interpolator = taps.reshape(-1, self.OVERSAMPLE).T[1:]  # phases 1..3: (3, taps per phase)
+        self.interpolator = _interpolator(self.OVERSAMPLE, self.TAPS_PER_PHASE)  # phases 1..3: (3, taps per phase)
         self.channels = channels
         self.reset()
 
@@ -200,20 +211,31 @@ class Limiter:
         return self.process(np.zeros((self.delay, self.channels)))
 
 
-def limit(audio: np.ndarray, sample_rate: int, ceiling_db: float) -> tuple[np.ndarray, list[tuple[int, int]]]:
+def peak_level(audio: np.ndarray) -> np.ndarray:
+    """Each frame's largest absolute sample over the channels of (frames, channels) ``audio``."""
+    level = np.abs(audio[:, 0])
+    for c in range(1, audio.shape[1]):  # column by column: far faster than max(axis=1)
+        np.maximum(level, np.abs(audio[:, c]), out=level)
+    return level
+
+
+def limit(
+    audio: np.ndarray, sample_rate: int, ceiling_db: float, level: np.ndarray | None = None, in_place: bool = False
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """The limiter over a whole piece, without its delay: the same samples as streaming it
     through :class:`Limiter` (then dropping the delay), and the stretches where it lowered
     the gain (elsewhere the output is the input).
 
     Only the stretches near a loud sample are processed: elsewhere the gain is exactly 1,
     so the samples pass unchanged. Each stretch gets a fresh limiter that starts far enough
-    before it (in quiet) to be in the same state as one that had run from the start."""
+    before it (in quiet) to be in the same state as one that had run from the start.
+    ``level`` is ``peak_level(audio)`` if the caller has it; ``in_place`` writes the result
+    into ``audio`` (a stretch reads nothing an earlier one wrote: they lie far enough apart)."""
     limiter = Limiter(sample_rate, ceiling_db, channels=audio.shape[1])
-    level = np.abs(audio[:, 0])
-    for c in range(1, audio.shape[1]):
-        np.maximum(level, np.abs(audio[:, c]), out=level)
+    if level is None:
+        level = peak_level(audio)
     loud = np.flatnonzero(level > 0.5 * limiter.ceiling)
-    out = audio.copy()
+    out = audio if in_place else audio.copy()
     if loud.size == 0:
         return out, []
     # Every sample the gain could differ from 1 at lies within `reach` of a loud one.
@@ -272,9 +294,11 @@ def master(
     if not math.isfinite(measured):
         return audio.copy()
     gain_db = loudness - measured
+    level = peak_level(audio)
     for _ in range(3):
         gain = 10.0 ** (gain_db / 20.0)
-        out, regions = limit(audio * np.float32(gain), sample_rate, ceiling_db)
+        # |x g| rounds as |x| g does, and rounding keeps order: the scaled audio's level is the level scaled.
+        out, regions = limit(audio * np.float32(gain), sample_rate, ceiling_db, level * np.float32(gain), in_place=True)
         if not regions:
             break  # a pure gain: the loudness is exactly the target
         error = loudness - gated_loudness(_restep(meter, base * gain**2, out, regions, sample_rate), meter.step)

@@ -25,16 +25,15 @@ def render_audio(
     the reverb has died away, then (``finish``) loudness normalisation and the limiter."""
     engine = SynthEngine.for_score(score, settings, sample_rate)
     total = engine.length_for(score.end)
-    blocks = []
+    audio = np.empty((total, 2), dtype=np.float32)
     done = 0
     meter = LoudnessMeter(engine.sample_rate)
     for block in engine.blocks(total, BLOCK):
         meter.process(block)  # measured as it is made, while the next block's notes render
-        blocks.append(block)
+        audio[done : done + block.shape[0]] = block
         done += block.shape[0]
         if progress is not None:
             progress(done / total)
-    audio = np.concatenate(blocks) if blocks else np.zeros((0, 2), dtype=np.float32)
     if not finish:
         return audio
     return master(audio, engine.sample_rate, settings.loudness, settings.ceiling, meter=meter)
