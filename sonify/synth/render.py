@@ -1,17 +1,52 @@
-"""Offline rendering: a Score through the block engine and the master chain, to samples."""
+"""Offline rendering: a Score through the block engine and the master chain, block by block,
+so a render's memory does not grow with the piece's length."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
 from ..music.preset import Synth
 from ..music.score import Score
 from .engine import SynthEngine
-from .master import LoudnessMeter, master
+from .master import BlockSink, Collect, master_passes
 
 BLOCK = 262144  # offline block (5.5 s at 48 kHz): large enough that per-note overhead vanishes
+
+
+def render_to(
+    score: Score,
+    settings: Synth,
+    sinks: Sequence[BlockSink],
+    sample_rate: int | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> int:
+    """Render ``score`` finished (the notes, the effects' tail until the reverb has died away,
+    loudness normalisation and the limiter) into ``sinks``, block by block; returns the
+    number of frames.
+
+    The mix is made once to measure its loudness, then again with the gain known (see
+    ``master_passes``); ``progress`` goes from 0 to 0.5 over the first pass, to 1 over the
+    last. The engine is deterministic, so every pass makes the same samples."""
+    first = SynthEngine.for_score(score, settings, sample_rate)
+    total = first.length_for(score.end)
+    passes = 0
+
+    def mix() -> Iterator[np.ndarray]:
+        nonlocal first, passes
+        engine = first if first is not None else SynthEngine.for_score(score, settings, sample_rate)
+        first, start = None, (0.0 if passes == 0 else 0.5)
+        passes += 1
+        done = 0
+        for block in engine.blocks(total, BLOCK):
+            yield block
+            done += block.shape[0]
+            if progress is not None:
+                progress(start + 0.5 * done / total)
+
+    master_passes(mix, first.sample_rate, settings.loudness, settings.ceiling, sinks)
+    return total
 
 
 def render_audio(
@@ -21,20 +56,18 @@ def render_audio(
     progress: Callable[[float], None] | None = None,
     finish: bool = True,
 ) -> np.ndarray:
-    """Render ``score`` to a (frames, 2) float32 array: the notes, the effects' tail until
-    the reverb has died away, then (``finish``) loudness normalisation and the limiter."""
+    """Render ``score`` to one (frames, 2) float32 array (``render_to`` into memory: for
+    short pieces and analysis). ``finish`` False: the raw mix, before the master chain."""
+    if finish:
+        keep = Collect()
+        render_to(score, settings, [keep], sample_rate, progress)
+        return keep.audio()
     engine = SynthEngine.for_score(score, settings, sample_rate)
     total = engine.length_for(score.end)
-    blocks = []
-    done = 0
-    meter = LoudnessMeter(engine.sample_rate)
+    blocks, done = [], 0
     for block in engine.blocks(total, BLOCK):
-        meter.process(block)  # measured as it is made, while the next block's notes render
         blocks.append(block)
         done += block.shape[0]
         if progress is not None:
             progress(done / total)
-    audio = np.concatenate(blocks) if blocks else np.zeros((0, 2), dtype=np.float32)
-    if not finish:
-        return audio
-    return master(audio, engine.sample_rate, settings.loudness, settings.ceiling, meter=meter)
+    return np.concatenate(blocks) if blocks else np.zeros((0, 2), dtype=np.float32)
