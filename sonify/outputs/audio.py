@@ -81,7 +81,7 @@ class AudioFile:
             self._file = soundfile.SoundFile(
                 self._fd, "w", self.sample_rate, self.channels, self.subtype, format=self.kind, closefd=False
             )
-        except (RuntimeError, soundfile.LibsndfileError):
+        except RuntimeError:  # soundfile.LibsndfileError
             raise self._failure() from None
 
     def write(self, block: np.ndarray) -> None:
@@ -90,8 +90,8 @@ class AudioFile:
         before = self._file.frames
         try:
             self._file.write(np.asarray(block, dtype=np.float32))
-        except AssertionError:
-            pass  # soundfile asserts that every frame was written; the count below says what failed
+        except (AssertionError, RuntimeError):
+            raise self._failure() from None  # libsndfile's error, or soundfile's check that every frame went
         if self._file.frames != before + len(block):
             raise self._failure()
 
@@ -100,14 +100,13 @@ class AudioFile:
 
     def _close(self) -> None:
         """Close the file (libsndfile writes the header's lengths now), then the descriptor."""
-        import soundfile
 
         file, self._file = self._file, None
         try:
             if file is not None:
                 try:
                     file.close()
-                except (RuntimeError, soundfile.LibsndfileError):
+                except RuntimeError:  # soundfile.LibsndfileError
                     raise self._failure() from None
         finally:
             if self._fd is not None:
