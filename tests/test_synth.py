@@ -213,6 +213,7 @@ def test_streamed_master_is_the_master_of_the_whole_array(poem_score):
     window on its own), so the streamed render, block by block, is exactly the master chain
     run on the whole raw mix in one block; here with the limiter working hard."""
     from sonify.synth.master import Collect, master_passes
+    from sonify.synth.render import render_to
 
     preset = load_preset("pulse")
     raw = render_audio(make_score(read(POEM), preset), preset.synth, finish=False)
@@ -224,6 +225,12 @@ def test_streamed_master_is_the_master_of_the_whole_array(poem_score):
         master_passes(lambda size=size: (raw[i : i + size] for i in range(0, len(raw), size)), SR, loud, -1.0, [blocks])
         assert np.array_equal(blocks.audio(), whole.audio())
     assert np.array_equal(master(raw, SR, loud, -1.0), whole.audio())
+    # A render makes its mix again for the second pass, or keeps a short one: the same samples.
+    again, kept = Collect(), Collect()
+    score = make_score(read(POEM), preset)
+    render_to(score, preset.synth, [again], keep_bytes=0)
+    render_to(score, preset.synth, [kept])
+    assert np.array_equal(again.audio(), kept.audio())
     assert true_peak(whole.audio()) <= -1.0
     assert abs(integrated_loudness(whole.audio(), SR) - loud) <= 0.5
 
@@ -286,3 +293,32 @@ def test_a_tone_held_across_chord_changes_is_not_stolen():
     assert tone.stolen_at is None
     stolen = [s for _, _, s in engine.pending if s.stolen_at is not None]
     assert stolen and all(s.stolen_at >= s.gate for s in stolen)  # only released notes made room
+
+
+def test_a_streamed_render_does_not_hold_the_piece(tmp_path):
+    """The peak memory (tracemalloc, which sees NumPy's buffers) of rendering a piece into
+    its file barely grows with the piece: a piece 50 s longer (20 MB more of float32 stereo,
+    which a render holding the whole mix keeps two or three times) peaks within 8 MB."""
+    import tracemalloc
+
+    from traces import frame
+
+    from sonify.outputs.audio import AudioFile
+    from sonify.outputs.files import OutputSet
+    from sonify.synth.render import render_to
+
+    preset = load_preset("default")
+    peaks, lengths = [], []
+    for tokens in (40, 160):
+        score = make_score([frame(i, text=" word", logprob=-1.0 - i % 7) for i in range(tokens)], preset)
+        tracemalloc.start()
+        try:
+            with OutputSet() as files, AudioFile(files, tmp_path / "piece.wav", SR) as audio:
+                lengths.append(render_to(score, preset.synth, [audio], keep_bytes=0) / SR)
+            peaks.append(tracemalloc.get_traced_memory()[1] / 1e6)
+        finally:
+            tracemalloc.stop()
+        assert soundfile.info(str(tmp_path / "piece.wav")).frames == round(lengths[-1] * SR)
+    print(f"peak traced memory: {peaks[0]:.1f} MB for {lengths[0]:.0f} s, {peaks[1]:.1f} MB for {lengths[1]:.0f} s")
+    assert lengths[1] - lengths[0] > 50.0
+    assert peaks[1] - peaks[0] < 8.0

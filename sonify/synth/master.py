@@ -5,7 +5,9 @@ The loudness meter follows BS.1770-4 (K-weighting, 400 ms blocks with 75 % overl
 It is ours because it runs in float32 at ~1 ms per second of audio, which the render's
 speed needs. The limiter looks ahead so it can lower the gain before a peak arrives, and
 it reads peaks between samples (4x oversampled), so the output's true peak stays under
-the ceiling.
+the ceiling. Both run block by block with their state carried, and the limiter gives the
+same samples however the piece is cut into blocks: ``master_passes`` masters a piece of
+any length in bounded memory, making its mix once to measure it and again to finish it.
 """
 
 from __future__ import annotations
