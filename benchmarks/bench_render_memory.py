@@ -44,11 +44,13 @@ def long_trace(frames: list, header: dict, preset, seconds: float):
 
 
 def render_in_child(trace_path: Path, out: Path, preset: str, sonify_root: Path) -> tuple[float, float]:
-    """Render ``trace_path`` in a fresh process: (peak RSS in MB, wall seconds)."""
+    """Render ``trace_path`` with the sonify in ``sonify_root``, in a fresh process: (peak
+    RSS in MB, wall seconds)."""
     env = {**os.environ, "PYTHONPATH": str(sonify_root)}
     command = [sys.executable, "-m", "sonify", "score", str(trace_path), "--preset", preset, "--out", str(out), "--force", "--quiet"]
     start = time.perf_counter()
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # Run from the output folder: ``python -m`` puts the working folder first on the path.
+    proc = subprocess.Popen(command, env=env, cwd=out.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -81,7 +83,7 @@ def main() -> None:
             trace, piece = long_trace(list(source.frames), source.header, preset, minutes * 60.0)
             path = trace.write(Path(tmp) / f"piece-{minutes:g}.trace.jsonl")
             out = Path(tmp) / f"out-{minutes:g}"
-            peak, wall = render_in_child(path, out, preset.name, args.sonify)
+            peak, wall = render_in_child(path, out, preset.name, args.sonify.resolve())
             audio = next(out.glob("*.wav"))
             seconds = soundfile.info(str(audio)).duration
             for f in out.iterdir():
