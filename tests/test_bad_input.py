@@ -347,7 +347,7 @@ def test_a_signal_while_the_audio_streams_into_its_file(checkpoint_dir, tmp_path
     temporary file is gone and the earlier set is untouched."""
     folder = tmp_path / "out"
     before = earlier_set(folder)
-    proc = sonify_process("render", "The sea", "--duration", "300", "--model", checkpoint_dir("llama"), "--name", "x",
+    proc = sonify_process("render", "The sea", "--duration", "150", "--model", checkpoint_dir("llama"), "--name", "x",
                           "--out", folder, "--force", "--quiet", preexec_fn=default_sigint)  # fmt: skip
     deadline = time.monotonic() + 240
 
