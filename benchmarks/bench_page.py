@@ -116,7 +116,7 @@ def main() -> None:
         plain, paged, result = render_times(trace, preset, Path(folder), args.repeats)
         page_path = result.paths["page"].resolve()
         size = page_path.stat().st_size
-        minutes = len(result.audio) / result.sample_rate / 60
+        minutes = result.frames / result.sample_rate / 60
         print(f"README example: {len(trace.frames)} tokens, piece {result.score.end:.1f} s, audio {minutes * 60:.1f} s")
         print(f"render without the page: best {min(plain):.2f} s, median {statistics.median(plain):.2f} s")
         print(f"render with the page:    best {min(paged):.2f} s, median {statistics.median(paged):.2f} s")

@@ -10,14 +10,13 @@ long) and ``OutputSettings`` (which files, where).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-
-import numpy as np
 
 from .errors import SonifyError
 from .model.frame import Frame
@@ -120,7 +119,7 @@ class Rendered:
     score: Score
     trace: Trace
     paths: dict[str, Path] = field(default_factory=dict)
-    audio: np.ndarray | None = None
+    frames: int = 0  # the audio's length in samples (0: no audio was made)
     sample_rate: int = 48000
 
 
@@ -297,21 +296,22 @@ def render_files(
 ) -> Rendered:
     """Map ``trace`` with ``preset`` and write the chosen outputs into ``output.folder``.
 
-    Everything is made in memory first; the files are then written together (an OutputSet):
-    all of them appear, or none does and earlier files are untouched."""
-    from .outputs.audio import SAMPLE_RATES, write_audio
+    The files are written together (an OutputSet): all of them appear, or none does and
+    earlier files are untouched. The audio is rendered block by block straight into its
+    staged file (and into the page's Ogg encoder), so memory does not grow with the
+    piece's length; the other outputs are made in memory first."""
+    from .outputs.audio import AudioFile, check_sample_rate
     from .outputs.audio import audio_format as check_format
     from .outputs.midifile import score_to_midi
+    from .outputs.ogg import OggEncoder
     from .outputs.transcript import to_json, to_lrc, to_srt, to_vtt
-    from .synth.render import render_audio
 
     output = output or OutputSettings()
     outputs, name = output.outputs, output.name or "piece"
     check_outputs_free(output)
     paths = output_paths(output)
     rate = int(output.sample_rate or preset.synth.sample_rate)
-    if rate not in SAMPLE_RATES:
-        raise SonifyError(f"sample rate {rate} Hz is not offered; use 44100 or 48000")
+    check_sample_rate(rate)
     folder = prepare_output_folder(output.folder)
     audio_path = folder / f"{name}.{output.audio_format}"
     if "audio" in outputs:
@@ -319,16 +319,7 @@ def render_files(
     calibration, _ = trace_calibration(trace)
     score = make_score(trace.frames, preset, calibration)
     result = Rendered(score, trace, sample_rate=rate)
-    made: dict[str, bytes | str | None] = {}
-    if "audio" in outputs or "page" in outputs:
-        if output.soundfont is not None:
-            from .synth.soundfont import render_soundfont
-
-            result.audio = render_soundfont(score, output.soundfont, preset.synth, rate)
-        else:
-            result.audio = render_audio(score, preset.synth, rate, progress=on_progress)
-    if "audio" in outputs:
-        made["audio"] = None
+    made: dict[str, bytes | str] = {}
     if "midi" in outputs:
         buffer = io.BytesIO()
         score_to_midi(score, title=name).save(file=buffer)
@@ -345,25 +336,50 @@ def render_files(
         from .outputs.plot import plot_png
 
         made["plot"] = plot_png(trace.frames, score, title=f"{name} ({preset.name})")
-    if "page" in outputs:
-        made["page"] = _page(trace, score, result, audio_path if output.page_audio == "link" else None)
-    with OutputSet(overwrite=output.overwrite) as files:
+    embed = "page" in outputs and output.page_audio == "embed"
+    with OutputSet(overwrite=output.overwrite) as files, contextlib.ExitStack() as open_files:
+        sinks: list = []
+        if "audio" in outputs:
+            sinks.append(open_files.enter_context(AudioFile(files, paths["audio"], rate, output.subtype)))
+            result.paths["audio"] = paths["audio"]
+        ogg = OggEncoder(rate) if embed else None
+        if ogg is not None:
+            open_files.callback(ogg.close)
+            sinks.append(ogg)
+        if sinks:
+            result.frames = _render_audio(score, preset, output, rate, sinks, on_progress)
+        if "page" in outputs:
+            made["page"] = _page(trace, score, ogg, audio_path if not embed else None)
         for kind, data in made.items():
-            if kind == "audio":
-                write_audio(paths[kind], result.audio, rate, output.subtype, outputs=files)
-            else:
-                files.write(paths[kind], data)
+            files.write(paths[kind], data)
             result.paths[kind] = paths[kind]
         if "trace" in outputs:
             result.paths["trace"] = trace.write(paths["trace"], outputs=files)
     return result
 
 
-def _page(trace: Trace, score: Score, result: Rendered, link: Path | None) -> str:
-    """The page's HTML: the audio embedded, or linked by its name when ``link`` is the audio file."""
+def _render_audio(score: Score, preset: Preset, output: OutputSettings, rate: int, sinks: list, on_progress) -> int:
+    """Render ``score`` into ``sinks`` (our synthesizer block by block, or FluidSynth); returns the frames."""
+    if output.soundfont is None:
+        from .synth.render import render_to
+
+        return render_to(score, preset.synth, sinks, rate, progress=on_progress)
+    from .synth.soundfont import render_soundfont
+
+    audio = render_soundfont(score, output.soundfont, preset.synth, rate)
+    for sink in sinks:
+        sink.begin()
+        sink.write(audio)
+        sink.end()
+    return audio.shape[0]
+
+
+def _page(trace: Trace, score: Score, ogg, link: Path | None) -> str:
+    """The page's HTML: the audio embedded (``ogg``, an ended OggEncoder), or linked by its
+    name when ``link`` is the audio file."""
     from .outputs.page import PageAudio, page_data, page_html, page_info
 
-    audio = PageAudio(link=link.name) if link is not None else PageAudio(result.audio, result.sample_rate)
+    audio = PageAudio(link=link.name) if link is not None else PageAudio(ogg=ogg.data)
     return page_html(page_data(trace.frames, score, page_info(trace.header, score)), audio)
 
 

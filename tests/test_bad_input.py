@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from interrupt import default_sigint
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent
@@ -337,6 +338,35 @@ def test_sigterm_while_the_files_are_written(checkpoint_dir, tmp_path):
         assert proc.returncode == 143 and "nothing was written; earlier files are untouched" in stderr, stderr
     else:  # the signal came after the renames: every file is new
         assert sorted(after) == sorted(before) and all(after[n] != before[n] for n in before), after
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_the_audio_streams_into_its_file(checkpoint_dir, tmp_path, sig):
+    """A real signal while the audio is being written, block by block, into its temporary
+    file (already more than 1 MB of it): the command stops soon, says so in one line, the
+    temporary file is gone and the earlier set is untouched."""
+    folder = tmp_path / "out"
+    before = earlier_set(folder)
+    proc = sonify_process("render", "The sea", "--duration", "150", "--model", checkpoint_dir("llama"), "--name", "x",
+                          "--out", folder, "--force", "--quiet", preexec_fn=default_sigint)  # fmt: skip
+    deadline = time.monotonic() + 240
+
+    def written() -> int:
+        sizes = [p.stat().st_size for p in folder.glob(".x.wav.*.part") if p.exists()]
+        return max(sizes, default=0)
+
+    while proc.poll() is None and time.monotonic() < deadline and written() < 1_000_000:
+        time.sleep(0.002)
+    assert proc.poll() is None and written() >= 1_000_000, "the audio file was not being written"
+    sent = time.monotonic()
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=120)
+    latency = time.monotonic() - sent
+    print(f"{signal.Signals(sig).name} while the audio streams into its file: exit {proc.returncode} {latency:.2f} s later")
+    assert proc.returncode == 128 + sig, stderr
+    assert stderr.count("\n") == 1 and "Traceback" not in stderr and "nothing was written" in stderr, stderr
+    assert snapshot(folder) == before and leftovers(folder) == []
+    assert latency < 20.0  # a block is a few hundred ms of work even on a loaded machine; the whole piece took far longer
 
 
 def test_closed_stdin_is_one_line(checkpoint_dir, tmp_path):

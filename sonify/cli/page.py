@@ -95,10 +95,13 @@ def run_page(args: argparse.Namespace) -> int:
     elif audio_file is not None:
         audio = _read_audio(audio_file, score.end)
     else:
-        from ..synth.render import render_audio
+        from ..outputs.ogg import OggEncoder
+        from ..synth.render import render_to
 
         print(f"synthesizing the audio ({preset.name} preset) ...", file=sys.stderr)
-        audio = PageAudio(render_audio(score, preset.synth), preset.synth.sample_rate)
+        encoder = OggEncoder(preset.synth.sample_rate)
+        render_to(score, preset.synth, [encoder])
+        audio = PageAudio(ogg=encoder.data)
     write_page(path, trace.frames, score, page_info(trace.header, score), audio)
     source = f"linking {audio.link}" if audio.link else ("audio from " + str(audio_file) if audio_file else "audio synthesized")
     print(f"{len(trace.frames)} tokens, {score.end:.1f} s ({preset.name} preset, {source}):", file=sys.stderr)
@@ -107,17 +110,25 @@ def run_page(args: argparse.Namespace) -> int:
 
 
 def _read_audio(path: Path, piece_end: float):
+    """The page's audio from the render's file, read and encoded block by block."""
     import soundfile
 
+    from ..outputs.ogg import OggEncoder
     from ..outputs.page import PageAudio
 
     try:
-        samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
+        with soundfile.SoundFile(path) as f:
+            frames, rate = f.frames, f.samplerate
+            if frames < piece_end * rate - rate * 0.05:
+                raise SonifyError(
+                    f"{path} lasts {frames / rate:.1f} s but the piece lasts {piece_end:.1f} s: it was rendered with another "
+                    "preset or trace; give that --preset, or delete the audio to synthesize it again"
+                )
+            encoder = OggEncoder(rate, f.channels)
+            encoder.begin()
+            for block in f.blocks(262144, dtype="float32", always_2d=True):
+                encoder.write(block)
+            encoder.end()
     except (RuntimeError, soundfile.LibsndfileError) as exc:
         raise SonifyError(f"cannot read the audio {path}: {exc}") from None
-    if len(samples) < piece_end * rate - rate * 0.05:
-        raise SonifyError(
-            f"{path} lasts {len(samples) / rate:.1f} s but the piece lasts {piece_end:.1f} s: it was rendered with another "
-            "preset or trace; give that --preset, or delete the audio to synthesize it again"
-        )
-    return PageAudio(samples, rate)
+    return PageAudio(ogg=encoder.data)

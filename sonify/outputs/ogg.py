@@ -1,7 +1,8 @@
 """Compressed audio for pages: Ogg Vorbis bytes, the same bytes for the same samples.
 
 libsndfile writes Ogg Vorbis through soundfile. Two of its habits are handled here: a single
-large Vorbis write can crash it, so the samples go in blocks; and each stream gets a random
+large Vorbis write can crash it, so the samples go in blocks (also when a render hands
+them over block by block); and each stream gets a random
 serial number, so every page of the file is rewritten with a fixed one (and its checksum
 recomputed) to keep the output deterministic, as every other file sonify writes is.
 """
@@ -15,6 +16,7 @@ import zlib
 import numpy as np
 
 from ..errors import SonifyError
+from .files import deferred_signals
 
 BLOCK_SECONDS = 5.0
 QUALITY = 0.6  # soundfile's compression level: 0 best quality .. 1 smallest; 0.6 is about 100 kbit/s stereo
@@ -48,20 +50,90 @@ def with_serial(ogg: bytes, serial: int = SERIAL) -> bytes:
     return bytes(out)
 
 
-def encode_ogg_vorbis(samples: np.ndarray, sample_rate: int, quality: float = QUALITY) -> bytes:
-    """``samples`` (frames x channels, or mono) as Ogg Vorbis bytes, written in blocks."""
-    import soundfile
+class OggEncoder:
+    """Ogg Vorbis of a piece given block by block (a ``BlockSink``): ``data`` after ``end``.
 
+    The samples go to the encoder in blocks of BLOCK_SECONDS whatever the blocks given, so
+    the bytes are those of encoding the whole piece at once. The encoder calls back into
+    Python (it writes to memory), so signals wait while it runs, one block at a time."""
+
+    def __init__(self, sample_rate: int, channels: int = 2, quality: float = QUALITY) -> None:
+        self.sample_rate, self.channels, self.quality = sample_rate, channels, quality
+        self.block = max(1, int(BLOCK_SECONDS * sample_rate))
+        self.data: bytes | None = None
+        self._buffer: io.BytesIO | None = None
+        self._file = None
+        self._pending: list[np.ndarray] = []
+        self._held = 0
+        self._frames = 0
+
+    def begin(self) -> None:
+        import soundfile
+
+        self.close()
+        self.data, self._pending, self._held, self._frames = None, [], 0, 0
+        self._buffer = io.BytesIO()
+        with deferred_signals():
+            self._file = soundfile.SoundFile(
+                self._buffer, "w", self.sample_rate, self.channels, format="OGG", subtype="VORBIS", compression_level=self.quality
+            )
+
+    def write(self, block: np.ndarray) -> None:
+        block = np.asarray(block, dtype=np.float32)
+        if block.ndim == 1:
+            block = block[:, None]
+        if block.ndim != 2 or block.shape[1] != self.channels:
+            raise SonifyError(f"cannot encode audio of shape {block.shape}; the page needs mono or stereo samples")
+        at = 0
+        if self._held:  # complete the block begun before
+            part = block[: self.block - self._held]
+            self._pending.append(part)
+            self._held += part.shape[0]
+            at = part.shape[0]
+            if self._held < self.block:
+                return
+            self._encode(np.concatenate(self._pending))
+            self._pending, self._held = [], 0
+        while block.shape[0] - at >= self.block:
+            self._encode(block[at : at + self.block])
+            at += self.block
+        if at < block.shape[0]:
+            self._pending, self._held = [block[at:]], block.shape[0] - at
+
+    def end(self) -> None:
+        if self._held:
+            self._encode(np.concatenate(self._pending))
+            self._pending, self._held = [], 0
+        if self._frames == 0:
+            raise SonifyError(f"cannot encode audio of shape (0, {self.channels}); the page needs mono or stereo samples")
+        with deferred_signals():
+            self._file.close()
+        self._file = None
+        self.data = with_serial(self._buffer.getvalue())
+        self._buffer = None
+
+    def close(self) -> None:
+        """Drop an unfinished stream."""
+        if self._file is not None:
+            with deferred_signals():
+                self._file.close()
+        self._file, self._buffer = None, None
+
+    def _encode(self, samples: np.ndarray) -> None:
+        with deferred_signals():
+            self._file.write(samples)
+        self._frames += samples.shape[0]
+
+
+def encode_ogg_vorbis(samples: np.ndarray, sample_rate: int, quality: float = QUALITY) -> bytes:
+    """``samples`` (frames x channels, or mono) as Ogg Vorbis bytes."""
     audio = np.asarray(samples, dtype=np.float32)
     if audio.ndim == 1:
         audio = audio[:, None]
     if audio.ndim != 2 or audio.shape[1] not in (1, 2) or len(audio) == 0:
         raise SonifyError(f"cannot encode audio of shape {audio.shape}; the page needs mono or stereo samples")
-    buffer = io.BytesIO()
-    block = max(1, int(BLOCK_SECONDS * sample_rate))
-    with soundfile.SoundFile(
-        buffer, "w", sample_rate, audio.shape[1], format="OGG", subtype="VORBIS", compression_level=quality
-    ) as f:
-        for start in range(0, len(audio), block):
-            f.write(audio[start : start + block])
-    return with_serial(buffer.getvalue())
+    encoder = OggEncoder(sample_rate, audio.shape[1], quality)
+    encoder.begin()
+    encoder.write(audio)
+    encoder.end()
+    return encoder.data

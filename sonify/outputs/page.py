@@ -54,14 +54,16 @@ class PageInfo:
 @dataclass(frozen=True)
 class PageAudio:
     """Where the page's sound comes from: ``samples`` at ``sample_rate`` to embed as Ogg
-    Vorbis, or ``link``, the path of an audio file relative to the page."""
+    Vorbis, ``ogg``, Ogg Vorbis bytes encoded already (``OggEncoder``), or ``link``, the
+    path of an audio file relative to the page."""
 
     samples: np.ndarray | None = None
     sample_rate: int = 48000
     link: str | None = None
+    ogg: bytes | None = None
 
     def __post_init__(self) -> None:
-        if (self.samples is None) == (self.link is None):
+        if sum(x is not None for x in (self.samples, self.link, self.ogg)) != 1:
             raise SonifyError("a page needs either the samples to embed or an audio file to link, not both or neither")
 
 
@@ -189,7 +191,7 @@ def page_html(data: dict[str, Any], audio: PageAudio) -> str:
     if audio.link is not None:
         tag = f'<audio id="audio" preload="auto" src="{html.escape(audio.link)}"></audio>'
         return fill_template(data, tag)
-    ogg = encode_ogg_vorbis(audio.samples, audio.sample_rate)
+    ogg = audio.ogg if audio.ogg is not None else encode_ogg_vorbis(audio.samples, audio.sample_rate)
     tag = '<audio id="audio" preload="auto"></audio>'
     payload = f'<script type="application/octet-stream" id="sonify-audio" data-type="audio/ogg">{base64.b64encode(ogg).decode("ascii")}</script>'
     return fill_template(data, tag, payload)

@@ -5,13 +5,16 @@ The loudness meter follows BS.1770-4 (K-weighting, 400 ms blocks with 75 % overl
 It is ours because it runs in float32 at ~1 ms per second of audio, which the render's
 speed needs. The limiter looks ahead so it can lower the gain before a peak arrives, and
 it reads peaks between samples (4x oversampled), so the output's true peak stays under
-the ceiling.
+the ceiling. Both run block by block with their state carried, and the limiter gives the
+same samples however the piece is cut into blocks: ``master_passes`` masters a piece of
+any length in bounded memory, making its mix once to measure it and again to finish it.
 """
 
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Protocol
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -113,16 +116,26 @@ def true_peak_db(audio: np.ndarray, oversample: int = 4) -> float:
     return 20.0 * math.log10(peak) if peak > 0 else -math.inf
 
 
-@lru_cache(maxsize=4)
-def _interpolator(oversample: int, taps_per_phase: int) -> np.ndarray:
-    """The limiter's polyphase interpolator, phases 1 .. oversample - 1 (read-only; designed
-    once, as a piece's many stretches each get a limiter)."""
-    lag = (taps_per_phase - 1) // 2
-    taps = firwin(oversample * 2 * lag + 1, 1.0 / oversample) * oversample
-    taps = np.concatenate([taps, np.zeros(oversample * taps_per_phase - taps.size)])
-    phases = taps.reshape(-1, oversample).T[1:]
-    phases.flags.writeable = False
-    return phases
+def moving_average(values: np.ndarray, width: int) -> np.ndarray:
+    """The mean of each ``width`` consecutive ``values`` (``len(values) - width + 1`` of them).
+
+    Each window is summed on its own, in the same order wherever it falls, so the limiter's
+    gain does not depend on where a block boundary cuts the piece (running sums would carry
+    rounding from everything before); a window of ones is exactly 1."""
+    count = values.size - width + 1
+    out = np.ones(max(count, 0))
+    if count <= 0:
+        return out
+    below = values < 1.0
+    if not below.any():
+        return out
+    # The windows holding a value below 1 (window k holds values[k : k + width]).
+    touched = np.flatnonzero(maximum_filter1d(below.view(np.uint8), width, origin=-(width // 2))[:count])
+    windows = sliding_window_view(values, width)
+    for start in range(0, touched.size, 8192):  # bounded temporaries: 8192 windows at a time
+        at = touched[start : start + 8192]
+        out[at] = windows[at].sum(axis=1) / width
+    return out
 
 
 class Limiter:
@@ -147,7 +160,9 @@ class Limiter:
         self.smooth = self.delay // 2 + 1
         # 4 * 2 * LAG + 1 taps delay by exactly LAG samples, which puts phases 1..3 at
         # j + 1/4, j + 2/4, j + 3/4 (the points a 4x true-peak meter reads).
-        self.interpolator = _interpolator(self.OVERSAMPLE, self.TAPS_PER_PHASE)  # phases 1..3: (3, taps per phase)
+        taps = firwin(self.OVERSAMPLE * 2 * self.lag + 1, 1.0 / self.OVERSAMPLE) * self.OVERSAMPLE
+        taps = np.concatenate([taps, np.zeros(self.OVERSAMPLE * self.TAPS_PER_PHASE - taps.size)])
+        self.interpolator = taps.reshape(-1, self.OVERSAMPLE).T[1:]  # phases 1..3: (3, taps per phase)
         self.channels = channels
         self.reset()
 
@@ -197,9 +212,7 @@ class Limiter:
             span = self.delay - self.lag + self.hold + 1
             lows = minimum_filter1d(need, span, origin=(span - 1) // 2)[-m:]
         lows = np.concatenate([self.min_history, lows])
-        # Moving average over ``smooth`` values (cumulative sums: linear time).
-        sums = np.cumsum(np.concatenate([[0.0], lows]))
-        gain = ((sums[self.smooth :] - sums[: -self.smooth]) / self.smooth)[-m:]
+        gain = moving_average(lows, self.smooth)[-m:]
         delayed = history[-(m + self.delay) : -self.delay]
         self.input_history = history[-self.input_history.shape[0] :]
         self.need_history = need[-self.need_history.size :]
@@ -211,98 +224,114 @@ class Limiter:
         return self.process(np.zeros((self.delay, self.channels)))
 
 
-def peak_level(audio: np.ndarray) -> np.ndarray:
-    """Each frame's largest absolute sample over the channels of (frames, channels) ``audio``."""
-    level = np.abs(audio[:, 0])
-    for c in range(1, audio.shape[1]):  # column by column: far faster than max(axis=1)
-        np.maximum(level, np.abs(audio[:, c]), out=level)
-    return level
+class BlockSink(Protocol):
+    """Where finished audio goes, block by block: a file being written, an encoder, memory.
+
+    ``begin`` starts the piece, and starts it again when a later pass replaces an earlier
+    one (what was written before is dropped); ``end`` follows the last block of a pass."""
+
+    def begin(self) -> None: ...
+
+    def write(self, block: np.ndarray) -> None: ...
+
+    def end(self) -> None: ...
 
 
-def limit(
-    audio: np.ndarray, sample_rate: int, ceiling_db: float, level: np.ndarray | None = None, in_place: bool = False
-) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """The limiter over a whole piece, without its delay: the same samples as streaming it
-    through :class:`Limiter` (then dropping the delay), and the stretches where it lowered
-    the gain (elsewhere the output is the input).
+class Collect:
+    """A sink that keeps the piece in memory, for callers that want the whole array."""
 
-    Only the stretches near a loud sample are processed: elsewhere the gain is exactly 1,
-    so the samples pass unchanged. Each stretch gets a fresh limiter that starts far enough
-    before it (in quiet) to be in the same state as one that had run from the start.
-    ``level`` is ``peak_level(audio)`` if the caller has it; ``in_place`` writes the result
-    into ``audio`` (a stretch reads nothing an earlier one wrote: they lie far enough apart)."""
-    limiter = Limiter(sample_rate, ceiling_db, channels=audio.shape[1])
-    if level is None:
-        level = peak_level(audio)
-    loud = np.flatnonzero(level > 0.5 * limiter.ceiling)
-    out = audio if in_place else audio.copy()
-    if loud.size == 0:
-        return out, []
-    # Every sample the gain could differ from 1 at lies within `reach` of a loud one.
-    reach = limiter.delay + limiter.hold + 2 * limiter.smooth + limiter.TAPS_PER_PHASE + 8
-    pre = limiter.input_history.shape[0] + reach
-    starts = loud[np.concatenate([[True], np.diff(loud) > 2 * reach + pre])]
-    ends = loud[np.concatenate([np.diff(loud) > 2 * reach + pre, [True]])]
-    changed: list[tuple[int, int]] = []
-    for first, last in zip(starts, ends):
-        a, b = max(first - reach, 0), min(last + reach, audio.shape[0])
-        lead = max(a - pre, 0)
-        local = Limiter(sample_rate, ceiling_db, channels=audio.shape[1])
-        piece = np.concatenate([local.process(audio[lead:b]), local.flush()])[local.delay :]
-        out[a:b] = piece[a - lead : b - lead]
-        if local.engaged:
-            changed.append((a, b))
-    return out, changed
+    def __init__(self, channels: int = 2) -> None:
+        self.channels = channels
+        self.blocks: list[np.ndarray] = []
+
+    def begin(self) -> None:
+        self.blocks = []
+
+    def write(self, block: np.ndarray) -> None:
+        self.blocks.append(block)
+
+    def end(self) -> None:
+        pass
+
+    def audio(self) -> np.ndarray:
+        """The piece as one (frames, channels) float32 array."""
+        if not self.blocks:
+            return np.zeros((0, self.channels), dtype=np.float32)
+        return np.concatenate(self.blocks).astype(np.float32, copy=False)
 
 
-def _restep(
-    meter: LoudnessMeter, steps: np.ndarray, audio: np.ndarray, regions: list[tuple[int, int]], sample_rate: int
-) -> np.ndarray:
-    """``steps`` with the 100 ms steps that ``regions`` of ``audio`` touch measured again.
-
-    The K-filter forgets within a few milliseconds, so each region is re-filtered from
-    MARGIN before it (in step with the rest) to MARGIN after it."""
-    step = meter.step
-    margin = 3 * step  # whole steps, so the fresh meter's steps line up with the others
-    out = steps.copy()
-    for a, b in regions:
-        s0 = max(a - margin, 0) // step
-        s1 = min((b + margin) // step + 1, len(steps))
-        begin = max(s0 * step - margin, 0)
-        local = LoudnessMeter(sample_rate, audio.shape[1])
-        local.process(audio[begin : s1 * step])
-        fresh = np.array(local.steps)
-        skip = (s0 * step - begin) // step
-        out[s0:s1] = fresh[skip : skip + (s1 - s0)]
-    return out
+def _limited(blocks: Iterable[np.ndarray], gain: np.float32, limiter: Limiter) -> Iterator[np.ndarray]:
+    """``blocks`` times ``gain`` through ``limiter``, without its delay: as many samples out as in."""
+    skip = limiter.delay
+    for block in blocks:
+        out = limiter.process(np.asarray(block, dtype=np.float32) * gain)
+        if skip:
+            cut = min(skip, out.shape[0])
+            out, skip = out[cut:], skip - cut
+        if out.shape[0]:
+            yield out
+    yield limiter.flush()[skip:]
 
 
-def master(
-    audio: np.ndarray, sample_rate: int, loudness: float, ceiling_db: float, meter: LoudnessMeter | None = None
-) -> np.ndarray:
-    """Normalise ``audio`` to ``loudness`` LUFS, then limit its true peak to ``ceiling_db``.
+def master_passes(
+    mix: Callable[[], Iterable[np.ndarray]],
+    sample_rate: int,
+    loudness: float,
+    ceiling_db: float,
+    sinks: Sequence[BlockSink],
+    channels: int = 2,
+) -> None:
+    """Normalise a mix to ``loudness`` LUFS and limit its true peak to ``ceiling_db``, block
+    by block into ``sinks``, so that memory stays bounded whatever the piece's length.
 
-    ``meter`` has measured ``audio`` already (while it was rendered). Where the limiter
-    works it lowers the loudness a little: only the steps it touched are measured again,
-    the gain corrected, and the limiter run again until within 0.1 LU (at most three passes)."""
-    audio = np.asarray(audio, dtype=np.float32)
-    if meter is None:
-        meter = LoudnessMeter(sample_rate, audio.shape[1])
-        meter.process(audio)
-    base = np.array(meter.steps)
-    measured = gated_loudness(base, meter.step)
+    ``mix()`` makes the whole mix anew, as blocks, the same samples each time. The first
+    pass measures it (integrated loudness needs the whole piece; the meter keeps 16 bytes
+    per 100 ms); the second applies the gain, limits and hands each block to the sinks,
+    measuring what it hands out. Where the limiter lowered the loudness by more than 0.1 LU
+    the gain is corrected and the pass made again (at most three such passes), each one
+    starting the sinks afresh. Silence (no measurable loudness) passes through unchanged."""
+    meter = LoudnessMeter(sample_rate, channels)
+    for block in mix():
+        meter.process(block)
+    measured = meter.loudness()
     if not math.isfinite(measured):
-        return audio.copy()
+        _pass(mix(), sinks)
+        return
     gain_db = loudness - measured
-    level = peak_level(audio)
     for _ in range(3):
-        gain = 10.0 ** (gain_db / 20.0)
-        # |x g| rounds as |x| g does, and rounding keeps order: the scaled audio's level is the level scaled.
-        out, regions = limit(audio * np.float32(gain), sample_rate, ceiling_db, level * np.float32(gain), in_place=True)
-        if not regions:
+        limiter = Limiter(sample_rate, ceiling_db, channels=channels)
+        heard = LoudnessMeter(sample_rate, channels)
+        _pass(_limited(mix(), np.float32(10.0 ** (gain_db / 20.0)), limiter), sinks, heard)
+        if not limiter.engaged:
             break  # a pure gain: the loudness is exactly the target
-        error = loudness - gated_loudness(_restep(meter, base * gain**2, out, regions, sample_rate), meter.step)
+        error = loudness - heard.loudness()
         if abs(error) <= 0.1:
             break
         gain_db += error
-    return out
+
+
+def _pass(blocks: Iterable[np.ndarray], sinks: Sequence[BlockSink], meter: LoudnessMeter | None = None) -> None:
+    for sink in sinks:
+        sink.begin()
+    for block in blocks:
+        if meter is not None:
+            meter.process(block)
+        for sink in sinks:
+            sink.write(block)
+    for sink in sinks:
+        sink.end()
+
+
+MASTER_BLOCK = 262144  # samples per block when an array in memory is mastered: small temporaries
+
+
+def master(audio: np.ndarray, sample_rate: int, loudness: float, ceiling_db: float) -> np.ndarray:
+    """``audio`` (frames, channels) normalised to ``loudness`` LUFS with its true peak limited
+    to ``ceiling_db``: ``master_passes`` over an array already in memory."""
+    audio = np.asarray(audio, dtype=np.float32)
+    keep = Collect(audio.shape[1])
+    master_passes(
+        lambda: (audio[i : i + MASTER_BLOCK] for i in range(0, audio.shape[0], MASTER_BLOCK)),
+        sample_rate, loudness, ceiling_db, [keep], audio.shape[1],
+    )  # fmt: skip
+    return keep.audio()

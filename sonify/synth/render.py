@@ -1,17 +1,62 @@
-"""Offline rendering: a Score through the block engine and the master chain, to samples."""
+"""Offline rendering: a Score through the block engine and the master chain, block by block,
+so a render's memory does not grow with the piece's length."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from ..music.preset import Synth
 from ..music.score import Score
 from .engine import SynthEngine
-from .master import LoudnessMeter, master
+from .master import BlockSink, Collect, master_passes
 
 BLOCK = 262144  # offline block (5.5 s at 48 kHz): large enough that per-note overhead vanishes
+KEEP_BYTES = 32 * 2**20  # a raw mix this small (~87 s at 48 kHz) is kept from the first pass, not made again
+
+
+def render_to(
+    score: Score,
+    settings: Synth,
+    sinks: Sequence[BlockSink],
+    sample_rate: int | None = None,
+    progress: Callable[[float], None] | None = None,
+    keep_bytes: int = KEEP_BYTES,
+) -> int:
+    """Render ``score`` finished (the notes, the effects' tail until the reverb has died away,
+    loudness normalisation and the limiter) into ``sinks``, block by block; returns the
+    number of frames.
+
+    The mix is made once to measure its loudness, then again with the gain known (see
+    ``master_passes``); the engine is deterministic, so every pass makes the same samples.
+    A piece whose raw mix fits in ``keep_bytes`` is kept from the first pass instead (the
+    same samples, half the work). ``progress`` goes from 0 to 0.5 over the first pass, to 1
+    over the last."""
+    first = SynthEngine.for_score(score, settings, sample_rate)
+    total = first.length_for(score.end)
+    kept: list[np.ndarray] | None = [] if total * 2 * 4 <= keep_bytes else None
+    passes = 0
+
+    def mix() -> Iterator[np.ndarray]:
+        nonlocal first, passes
+        start, passes = (0.0 if passes == 0 else 0.5), passes + 1
+        if passes > 1 and kept is not None:
+            blocks: Iterable[np.ndarray] = kept
+        else:
+            engine = first if first is not None else SynthEngine.for_score(score, settings, sample_rate)
+            first, blocks = None, engine.blocks(total, BLOCK)
+        done = 0
+        for block in blocks:
+            if passes == 1 and kept is not None:
+                kept.append(block)
+            yield block
+            done += block.shape[0]
+            if progress is not None:
+                progress(start + 0.5 * done / total)
+
+    master_passes(mix, first.sample_rate, settings.loudness, settings.ceiling, sinks)
+    return total
 
 
 def render_audio(
@@ -21,19 +66,19 @@ def render_audio(
     progress: Callable[[float], None] | None = None,
     finish: bool = True,
 ) -> np.ndarray:
-    """Render ``score`` to a (frames, 2) float32 array: the notes, the effects' tail until
-    the reverb has died away, then (``finish``) loudness normalisation and the limiter."""
+    """Render ``score`` to one (frames, 2) float32 array (``render_to`` into memory: for
+    short pieces and analysis). ``finish`` False: the raw mix, before the master chain."""
+    if finish:
+        keep = Collect()
+        render_to(score, settings, [keep], sample_rate, progress)
+        return keep.audio()
     engine = SynthEngine.for_score(score, settings, sample_rate)
     total = engine.length_for(score.end)
     audio = np.empty((total, 2), dtype=np.float32)
     done = 0
-    meter = LoudnessMeter(engine.sample_rate)
     for block in engine.blocks(total, BLOCK):
-        meter.process(block)  # measured as it is made, while the next block's notes render
         audio[done : done + block.shape[0]] = block
         done += block.shape[0]
         if progress is not None:
             progress(done / total)
-    if not finish:
-        return audio
-    return master(audio, engine.sample_rate, settings.loudness, settings.ceiling, meter=meter)
+    return audio[:done]
