@@ -3,6 +3,7 @@ leader's Start and keeps its notes on the leader's beat grid as the tempo moves.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 from jackrig import Receiver, assert_all_notes_off, start_jack, stop_jack
 
+from sonify import load_preset
 from sonify.live.midi import midi_module
 from sonify.pipeline import Length, OutputSettings, render
 
@@ -90,11 +92,20 @@ def test_play_follows_a_midi_clock_from_100_to_130_bpm(jack, tmp_path):
     waiting: dict[tuple[int, int], list[float]] = {}
     for beat, channel, pitch in notes:
         waiting.setdefault((channel, pitch), []).append(beat)
-    errors = []
+    # A player that falls behind (a loaded machine) holds for whole beats, so the music stays
+    # on the leader's grid: a note may come as many beats late as sonify says it held, no more.
+    held = re.search(r"(\d+) holds \(([\d.]+) s\)", stderr)
+    held_beats = round(float(held.group(2)) * load_preset("pulse").music.tempo / 60.0) if held else 0
+    grid_beat = np.arange(ticks.size) / TICKS
+    errors, shifts = [], []
     for at, message in arrived:
         beat = waiting[(message.channel, message.note)].pop(0)
-        if 4.0 <= beat < 8.0 or beat >= 12.0:  # one bar after the start, and one bar after the change
-            errors.append(at - np.interp(beat * TICKS, np.arange(ticks.size), ticks))
+        shift = round(float(np.interp(at, ticks, grid_beat)) - beat)  # whole beats held before it
+        shifts.append(shift)
+        played_at = beat + shift
+        if 4.0 <= played_at < 8.0 or played_at >= 12.0:  # one bar after the start, and one bar after the change
+            errors.append(at - np.interp(played_at * TICKS, np.arange(ticks.size), ticks))
+    assert 0 <= min(shifts) and max(shifts) <= held_beats and shifts == sorted(shifts), (shifts, held_beats, stderr)
     errors = np.array(errors)
     assert errors.size > 10
     assert np.abs(errors).max() <= jack.period_seconds, f"onsets off the grid by {errors.min() * 1e3:+.1f}..{errors.max() * 1e3:+.1f} ms"
