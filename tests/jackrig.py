@@ -3,6 +3,7 @@ needed): see ../shared/LIVE_TEST_RIG.md. Under CI=true a missing jackd fails the
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 import subprocess
@@ -29,9 +30,9 @@ class Jack:
         return {**os.environ, "JACK_DEFAULT_SERVER": self.name, "MIDO_BACKEND": "mido.backends.rtmidi/UNIX_JACK"}
 
 
-def _start(name: str, log: Path, realtime: bool, period: int) -> subprocess.Popen:
+def _start(name: str, log: Path, realtime: bool, period: int, synchronous: bool) -> subprocess.Popen:
     args = (
-        ["jackd", "-n", name]
+        ["jackd", "-n", name, *(["-S"] if synchronous else [])]
         + (["-R", "-P", "70"] if realtime else ["--no-realtime"])
         + ["-d", "dummy", "-r", "48000", "-p", str(period)]
     )
@@ -43,7 +44,13 @@ def _start(name: str, log: Path, realtime: bool, period: int) -> subprocess.Pope
     return proc
 
 
-def start_jack(tmp: Path):
+def start_jack(tmp: Path, synchronous: bool = True):
+    """A JACK server for the tests. ``synchronous`` (-S): each period waits for every client
+    to finish. Otherwise a client late for a period (a virtual machine stalled by its host is
+    enough, real-time scheduling or not) is passed over, and the next period reuses the
+    buffers it was still to read: MIDI is lost or arrives twice, and no test of delivery
+    could hold. Synchronous, a late client delays the period instead, which the timing tests
+    allow for as the machine's measured jitter. (The benchmarks measure the default.)"""
     if shutil.which("jackd") is None:
         if os.environ.get("CI") == "true":
             pytest.fail("jackd is missing: .ci/system-packages installs jackd2")
@@ -53,12 +60,12 @@ def start_jack(tmp: Path):
     # SONIFY_JACK_NO_REALTIME=1 runs the fallback on purpose (what a machine without
     # real-time scheduling gets), to check the tests hold there too.
     forced = os.environ.get("SONIFY_JACK_NO_REALTIME") == "1"
-    proc = _start(name, log, realtime=not forced, period=1024 if forced else 256)
+    proc = _start(name, log, realtime=not forced, period=1024 if forced else 256, synchronous=synchronous)
     realtime, period = not forced, 1024 if forced else 256
     if not forced and ("Cannot use real-time scheduling" in log.read_text() or proc.poll() is not None):
         proc.terminate()
         proc.wait(timeout=10)
-        proc = _start(name, log, realtime=False, period=1024)
+        proc = _start(name, log, realtime=False, period=1024, synchronous=synchronous)
         realtime, period = False, 1024
     if proc.poll() is not None:
         pytest.fail(f"jackd did not start: {log.read_text()[-500:]}")
@@ -84,7 +91,7 @@ def run_on_jack(work) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            proc, jack = start_jack(Path(tmp))
+            proc, jack = start_jack(Path(tmp), synchronous=False)
         except pytest.skip.Exception as exc:
             sys.exit(str(exc))
         try:
@@ -136,25 +143,111 @@ def match_to_schedule(arrived, scheduled) -> list[float]:
 
 
 class Receiver:
-    """A real MIDI input connected to a port; records (arrival time, message)."""
+    """A real MIDI input port, connected to ``port`` (when given); records (arrival time, message).
 
-    def __init__(self, port: str):
+    RtMidi's JACK input is used without a callback: in JACK's process thread it copies each
+    event into its own queue and stamps it with JACK's clock, and a thread of ours drains the
+    queue. A Python callback (what mido sets) would run in JACK's process thread and wait there
+    for the GIL; on a loaded machine that wait can outlast a period, and JACK hands a port
+    with one connection the sender's own buffer, which the sender clears at its next period:
+    RtMidi, not checking what jack_midi_event_get returns, then passes on the last event it
+    read once more for each event left (a panic once arrived as 131 copies of the first
+    message of a channel). The port is connected by name with `jack_connect`, whose exit
+    status says it is done: RtMidi connects by an index into a port list that may have
+    changed, and does not check that the connection was made."""
+
+    _count = 0
+    QUEUE = 1 << 16  # messages RtMidi keeps until we drain them (a panic sends 2,096)
+    ANCHOR_WINDOW = 1.0  # seconds: see ``got``
+
+    def __init__(self, port: str | None, client: str | None = None):
+        import rtmidi
+
+        Receiver._count += 1
+        self.client = client or f"receiver-{os.getpid()}-{Receiver._count}"
+        self._in = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=self.client, queue_size_limit=self.QUEUE)
+        self._in.ignore_types(sysex=False, timing=False, active_sense=True)
+        self._in.open_virtual_port("in")
+        self.name = f"{self.client}:in"
+        self._raw: list[tuple[float, float, object]] = []  # (drained at, JACK time from the first, message)
+        self._since_first = 0.0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._drain, name="receiver", daemon=True)
+        self._thread.start()
+        if port is not None:
+            self._connect(port)
+
+    def _connect(self, port: str) -> None:
+        deadline = time.monotonic() + 20
+        while True:
+            done = subprocess.run(["jack_connect", port, self.name], capture_output=True, text=True, timeout=20)
+            if done.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"cannot connect {port} to {self.name}: {done.stdout.strip()} {done.stderr.strip()}")
+            time.sleep(0.05)  # the port has not appeared yet
+
+    def _drain(self) -> None:
         from sonify.live.midi import midi_module
 
         mido = midi_module()
-        deadline = time.monotonic() + 20
-        while port not in mido.get_input_names():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"port {port} never appeared; inputs: {mido.get_input_names()}")
-            time.sleep(0.02)
-        self.got: list = []
-        self.port = mido.open_input(port, callback=lambda m: self.got.append((time.monotonic(), m)))
+        while True:
+            got = self._in.get_message()
+            if got is None:
+                if self._stop.is_set():
+                    return
+                time.sleep(0.002)  # the times are JACK's: how soon they are taken does not matter
+                continue
+            drained = time.monotonic()
+            data, delta = got
+            self._since_first += delta
+            try:
+                message = mido.Message.from_bytes(data)
+            except ValueError:
+                continue
+            with self._lock:
+                self._raw.append((drained, self._since_first, message))
+
+    @property
+    def got(self) -> list:
+        """(arrival time, message) for every message so far, the time on ``time.monotonic``'s
+        clock. RtMidi gives each message's JACK time as the time since the one before; a
+        message is drained no earlier than it arrived, so around each message the earliest
+        drain less its JACK time places JACK's clock on ours (from the messages within
+        ``ANCHOR_WINDOW`` seconds, so that the two clocks drifting apart cannot matter)."""
+        with self._lock:
+            raw = list(self._raw)
+        stamps = [since for _, since, _ in raw]
+        offsets = window_minimum(stamps, [drained - since for drained, since, _ in raw], self.ANCHOR_WINDOW)
+        return [(offset + since, message) for offset, (_, since, message) in zip(offsets, raw)]
 
     def notes_on(self):
         return [(t, m) for t, m in self.got if m.type == "note_on" and m.velocity > 0]
 
     def close(self):
-        self.port.close()
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._in.close_port()
+        self._in.delete()
+
+
+def window_minimum(xs: list[float], values: list[float], half: float) -> list[float]:
+    """For each i, the least of ``values[j]`` over the j with ``xs[j]`` within ``half`` of
+    ``xs[i]`` (``xs`` ascending): a sliding window, in one pass."""
+    out: list[float] = []
+    window: collections.deque[int] = collections.deque()  # indices, their values ascending
+    ahead = 0
+    for x in xs:
+        while ahead < len(xs) and xs[ahead] <= x + half:
+            while window and values[window[-1]] >= values[ahead]:
+                window.pop()
+            window.append(ahead)
+            ahead += 1
+        while xs[window[0]] < x - half:
+            window.popleft()
+        out.append(values[window[0]])
+    return out
 
 
 def assert_all_notes_off(got, channels: set[int] = frozenset()) -> None:

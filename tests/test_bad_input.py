@@ -200,6 +200,15 @@ def cases(model: str, broken: dict[str, str], trace: str) -> list[Case]:
         Case("trace-prompt-exists", ["trace", "The sea", *quick], files={"renders/the-sea.trace.jsonl": b"old"},
              message="renders/the-sea.trace.jsonl exists; give --force"),  # fmt: skip
         Case("interlude-exists", [*inter, "--name", "x", "--out", "."], files={"x.trace.jsonl": b"old"}, message="x.trace.jsonl exists"),
+        Case("page-exists", ["page", trace, "--name", "p", "--out", "."], files={"p.html": b"old"},
+             message="p.html exists; give --force to replace it, or another --name or --out"),  # fmt: skip
+        Case("page-force", ["page", trace, "--name", "p", "--out", ".", "--force"], files={"p.html": b"old"}, code=0,
+             new=(), changed=("p.html",)),  # fmt: skip
+        # Refused before the performance (and before any MIDI port is opened): it cannot be played again.
+        Case("play-record-exists", ["play", "--midi-out", "--record", "take.mid", *quick], files={"take.mid": b"old"},
+             message="take.mid exists; give --force to replace it, or another file name"),  # fmt: skip
+        Case("play-score-out-exists", ["play", "--trace", trace, "--midi-out", "--score-out", "s.json", "--quiet"],
+             files={"s.json": b"old"}, message="s.json exists; give --force"),  # fmt: skip
         # Size: refused before any work when the piece would outgrow --max-duration (default 3 h).
         Case("huge-text", ["render", "--read", "big.txt", *m], files={"big.txt": b"word " * 30_000},
              message="this piece (default preset, 140 words a minute) would last about 3 h 34 min, more than the limit of 3 h 00 min"),  # fmt: skip

@@ -17,7 +17,7 @@ from scipy.signal import resample_poly
 from traces import POEM, read
 
 from sonify import load_preset
-from sonify.interlude.piece import InterludeSettings, make_interlude, token_chars
+from sonify.interlude.piece import InterludeSettings, fit_reading, make_interlude, reading_length, reading_room, token_chars
 from sonify.interlude.speech import espeak, recording
 from sonify.music.scales import key_pitch_class
 
@@ -99,6 +99,26 @@ def test_a_reading_too_long_for_the_duration_is_refused(speech):
         make_interlude(read(POEM), load_preset("podcast"), InterludeSettings(8.0), speech=speech)
 
 
+TWO_LINES = "Rough winds do shake the darling buds of May,\nAnd summer's lease hath all too short a date.\n"  # 18 words
+
+
+@pytest.mark.parametrize("seconds", [6.0, 7.0, 8.0, 9.0])
+def test_a_reading_cut_to_fit_is_one_the_piece_takes(seconds):
+    """A reading cut at a word to fit the piece fits by the piece's own measure (the two once
+    measured differently: 10 of 18 words kept for 8 s, then refused as too long for 8 s)."""
+    whole = espeak(TWO_LINES)
+    settings = InterludeSettings(seconds)
+    assert reading_length(whole) > reading_room(settings)
+    cut = fit_reading(whole, espeak, reading_room(settings))
+    assert cut is not None and 0 < len(cut.words) < len(whole.words)
+    assert reading_length(cut) <= reading_room(settings)
+    assert TWO_LINES.startswith(cut.text) and cut.text.split() == TWO_LINES.split()[: len(cut.text.split())]
+
+
+def test_a_reading_that_cannot_fit_at_all_is_none():
+    assert fit_reading(espeak(TWO_LINES), espeak, 0.05) is None
+
+
 def run(*args, env=None):
     return subprocess.run(
         [sys.executable, "-m", "sonify", "interlude", *map(str, args)], capture_output=True, text=True, timeout=300, env=env
@@ -120,6 +140,20 @@ def test_cli_spoken_interlude_files(tmp_path):
 
     subs = list(srt.parse((tmp_path / "poem-interlude.srt").read_text()))
     assert subs[0].start.total_seconds() == pytest.approx(words[0]["start"], abs=0.002)
+
+
+def test_cli_reads_what_fits_and_says_so(tmp_path):
+    poem = tmp_path / "poem.txt"
+    poem.write_text(TWO_LINES)
+    done = run("--read", poem, "--duration", "8", "--speak", "--out", tmp_path)
+    assert done.returncode == 0, done.stderr
+    kept = int(done.stderr.split("read the first ", 1)[1].split(" of 18 words to fit 8 s", 1)[0])
+    words = json.loads((tmp_path / "poem-interlude.words.json").read_text())["words"]
+    assert [w["text"].strip(",.") for w in words] == [w.strip(",.") for w in TWO_LINES.split()[:kept]]
+    settings = InterludeSettings(8.0)
+    # on the piece's timeline: the voice enters after the fade-in and ends within the room it has
+    assert words[-1]["end"] <= words[0]["start"] + reading_room(settings) + 0.01
+    assert words[-1]["end"] <= settings.duration - settings.fade_out - 0.5 + 0.01
 
 
 def test_missing_espeak_is_one_line_and_a_voice_file_still_works(tmp_path, speech):

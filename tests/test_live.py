@@ -294,13 +294,10 @@ def test_a_slow_model_makes_the_music_hold_not_stutter(jack, jitter):
 
 
 def test_panic_command_silences_a_port(jack):
-    mido = midi_module()
-    got: list = []
-    port = mido.open_input("panic-target", virtual=True, callback=lambda m: got.append(m))
+    receiver = Receiver(None, client="panic-target")  # 2,096 messages, 131 at a time: see Receiver
     try:
-        name = next(n for n in mido.get_output_names() if "panic-target" in n)
         done = subprocess.run(
-            [sys.executable, "-m", "sonify", "panic", "--midi-out", name],
+            [sys.executable, "-m", "sonify", "panic", "--midi-out", receiver.name],
             env=jack.env(),
             capture_output=True,
             text=True,
@@ -308,8 +305,9 @@ def test_panic_command_silences_a_port(jack):
         )
         time.sleep(0.3)
     finally:
-        port.close()
+        receiver.close()
     assert done.returncode == 0, done.stderr
+    got = [m for _, m in receiver.got]
     for control in (64, 123, 120):  # sustain off, All Notes Off, All Sound Off
         channels = sorted(m.channel for m in got if m.type == "control_change" and m.control == control and m.value == 0)
         assert channels == list(range(16)), f"controller {control} arrived on channels {channels}"

@@ -39,7 +39,7 @@ def first_note(receiver: Receiver, channel: int, proc: subprocess.Popen, timeout
         if arrived:
             return arrived[0]
         time.sleep(0.02)
-    raise AssertionError(f"no note on channel {channel + 1} arrived; sonify said: {proc.stderr.read() if proc.poll() is not None else ''}")
+    raise AssertionError(f"no note on channel {channel + 1} arrived (of {len(receiver.got)} messages: {sorted({(m.type, getattr(m, 'channel', None)) for _, m in receiver.got})}); sonify said: {proc.stderr.read() if proc.poll() is not None else ''}")
 
 
 def test_a_controller_raises_the_temperature_and_mutes_a_voice(jack, tmp_path):

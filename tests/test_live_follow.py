@@ -3,6 +3,7 @@ leader's Start and keeps its notes on the leader's beat grid as the tempo moves.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -10,8 +11,9 @@ import time
 
 import numpy as np
 import pytest
-from jackrig import Receiver, assert_all_notes_off, start_jack, stop_jack
+from jackrig import JitterProbe, Receiver, assert_all_notes_off, start_jack, stop_jack
 
+from sonify import load_preset
 from sonify.live.midi import midi_module
 from sonify.pipeline import Length, OutputSettings, render
 
@@ -63,6 +65,8 @@ def test_play_follows_a_midi_clock_from_100_to_130_bpm(jack, tmp_path):
            "--clock-in", "leader:clock", "--quiet", "--score-out", str(played)]  # fmt: skip
     proc = subprocess.Popen(cmd, env=jack.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stop = threading.Event()
+    jitter = JitterProbe()  # how late this machine wakes a thread: the leader's ticks go out that late
+    jitter.__enter__()
     try:
         receiver = Receiver("sonify:out")  # appears once sonify listens to the clock
         time.sleep(1.0)
@@ -74,6 +78,7 @@ def test_play_follows_a_midi_clock_from_100_to_130_bpm(jack, tmp_path):
         time.sleep(0.2)
         receiver.close()
     finally:
+        jitter.__exit__(None, None, None)
         stop.set()
         if proc.poll() is None:
             proc.kill()
@@ -90,14 +95,29 @@ def test_play_follows_a_midi_clock_from_100_to_130_bpm(jack, tmp_path):
     waiting: dict[tuple[int, int], list[float]] = {}
     for beat, channel, pitch in notes:
         waiting.setdefault((channel, pitch), []).append(beat)
-    errors = []
+    # A player that falls behind (a loaded machine) holds for whole beats, so the music stays
+    # on the leader's grid: a note may come as many beats late as sonify says it held, no more.
+    held = re.search(r"(\d+) holds \(([\d.]+) s\)", stderr)
+    held_beats = round(float(held.group(2)) * load_preset("pulse").music.tempo / 60.0) if held else 0
+    grid_beat = np.arange(ticks.size) / TICKS
+    errors, shifts, allowed = [], [], []
     for at, message in arrived:
         beat = waiting[(message.channel, message.note)].pop(0)
-        if 4.0 <= beat < 8.0 or beat >= 12.0:  # one bar after the start, and one bar after the change
-            errors.append(at - np.interp(beat * TICKS, np.arange(ticks.size), ticks))
+        shift = round(float(np.interp(at, ticks, grid_beat)) - beat)  # whole beats held before it
+        shifts.append(shift)
+        played_at = beat + shift
+        if 4.0 <= played_at < 8.0 or played_at >= 12.0:  # one bar after the start, and one bar after the change
+            # the grid there is drawn through ticks sent within a beat or so, each as late as the machine made it
+            allowed.append(jack.period_seconds + jitter.worst(at - 1.0, at))
+            errors.append(at - np.interp(played_at * TICKS, np.arange(ticks.size), ticks))
+    assert 0 <= min(shifts) and max(shifts) <= held_beats and shifts == sorted(shifts), (shifts, held_beats, stderr)
     errors = np.array(errors)
     assert errors.size > 10
-    assert np.abs(errors).max() <= jack.period_seconds, f"onsets off the grid by {errors.min() * 1e3:+.1f}..{errors.max() * 1e3:+.1f} ms"
+    worst = int(np.argmax(np.abs(errors) - np.array(allowed)))
+    assert abs(errors[worst]) <= allowed[worst], (
+        f"onsets off the grid by {errors.min() * 1e3:+.1f}..{errors.max() * 1e3:+.1f} ms; "
+        f"{errors[worst] * 1e3:+.1f} ms where {allowed[worst] * 1e3:.1f} ms is allowed (a period and the machine's jitter)"
+    )
     assert_all_notes_off(receiver.got)
 
 

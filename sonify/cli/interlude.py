@@ -56,7 +56,16 @@ def _paths(folder: Path, name: str, audio_format: str, spoken: bool) -> list[Pat
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..interlude.piece import InterludeSettings, chapters_json, cut_to_fit, frames_within, make_interlude, words_json
+    from ..interlude.piece import (
+        InterludeSettings,
+        chapters_json,
+        fit_reading,
+        frames_within,
+        make_interlude,
+        reading_length,
+        reading_room,
+        words_json,
+    )
     from ..interlude.speech import espeak, recording
     from ..model.sources import StreamRequest, open_stream
     from ..music.preset import load_preset
@@ -78,8 +87,8 @@ def run(args: argparse.Namespace) -> int:
         raise SonifyError("give one of a prompt, --read FILE or --voice-file with --transcript")
     preset = load_preset(args.preset)
     check_size(args.duration, args.max_duration, "--duration")
+    shape = InterludeSettings(args.duration, args.lufs, preset.synth.ceiling, args.fade_in, args.fade_out, args.duck)
     folder = prepare_output_folder(args.out)
-    available = args.duration - args.fade_out - 0.5
     settings = model_settings(args)
     speech = None
     gen = generation(args)
@@ -103,19 +112,20 @@ def run(args: argparse.Namespace) -> int:
     if not (args.transcript or args.read):
         text = "".join(f.text for f in frames)
     if args.speak and speech is None:
-        speech = espeak(text, voice=args.voice, words_per_minute=args.wpm)
-        room = available - args.fade_in - 0.5
-        if speech.duration > room:
-            keep = cut_to_fit(frames, speech, room)
-            if keep == 0:
-                raise SonifyError(f"not even the first word fits in {args.duration:g} s; give a longer --duration")
+
+        def speak(words: str):
+            return espeak(words, voice=args.voice, words_per_minute=args.wpm)
+
+        speech = speak(text)
+        if reading_length(speech) > reading_room(shape):
             spoken = len(speech.words)
-            text = text[:keep]
-            frames = frames_within(frames, keep)
-            speech = espeak(text, voice=args.voice, words_per_minute=args.wpm)
+            speech = fit_reading(speech, speak, reading_room(shape))
+            if speech is None:
+                raise SonifyError(f"not even the first word fits in {args.duration:g} s; give a longer --duration")
+            text = speech.text
+            frames = frames_within(frames, len(text))
             if args.read:
                 print(f"read the first {len(speech.words)} of {spoken} words to fit {args.duration:g} s", file=sys.stderr)
-    shape = InterludeSettings(args.duration, args.lufs, preset.synth.ceiling, args.fade_in, args.fade_out, args.duck)
     calibration = None
     if stream.model is not None:
         from ..pipeline import calibration_for

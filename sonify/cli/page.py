@@ -39,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     page.add_argument("--preset", help="the preset (default: the one the render used, from NAME.json, else default)")
     page.add_argument("--out", type=Path, metavar="DIR", help="folder for the page (default: beside the source)")
     page.add_argument("--name", type=options.bare_name, metavar="NAME", help="file name of the page, without .html (default: the render's name)")
+    page.add_argument("--force", action="store_true", help="replace a page of the same name (default: refuse)")
     add_page_audio_arg(page)
     page.set_defaults(run=run_page)
 
@@ -64,7 +65,7 @@ def recorded_preset(transcript: Path) -> str | None:
 def run_page(args: argparse.Namespace) -> int:
     from ..music.mapping import make_score
     from ..music.preset import load_preset
-    from ..outputs.files import prepare_output_folder
+    from ..outputs.files import prepare_output_folder, refuse_existing
     from ..outputs.page import PageAudio, page_info, write_page
     from ..outputs.trace import Trace
     from ..pipeline import trace_calibration
@@ -82,6 +83,8 @@ def run_page(args: argparse.Namespace) -> int:
     score = make_score(trace.frames, preset, calibration)
     folder = prepare_output_folder(args.out or trace_path.parent)
     path = folder / f"{args.name or base.name}.html"
+    if not args.force:
+        refuse_existing([path])
     audio_file = next((base.with_name(base.name + s) for s in AUDIO_SUFFIXES if base.with_name(base.name + s).is_file()), None)
     if audio_file is not None and args.preset is not None and load_preset(args.preset).name != recorded:
         audio_file = None  # another preset: the render's audio is not this piece
@@ -102,7 +105,7 @@ def run_page(args: argparse.Namespace) -> int:
         encoder = OggEncoder(preset.synth.sample_rate)
         render_to(score, preset.synth, [encoder])
         audio = PageAudio(ogg=encoder.data)
-    write_page(path, trace.frames, score, page_info(trace.header, score), audio)
+    write_page(path, trace.frames, score, page_info(trace.header, score), audio, overwrite=args.force)
     source = f"linking {audio.link}" if audio.link else ("audio from " + str(audio_file) if audio_file else "audio synthesized")
     print(f"{len(trace.frames)} tokens, {score.end:.1f} s ({preset.name} preset, {source}):", file=sys.stderr)
     print(f"  page   {path}", file=sys.stderr)

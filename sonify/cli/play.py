@@ -87,6 +87,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="also write the Score that was played, as `sonify score` writes it: .mid (MIDI file) or .json (transcript); repeatable",
     )
+    play.add_argument(
+        "--force", action="store_true", help="replace --record and --score-out files of the same name (default: refuse)"
+    )
     play.add_argument("--quiet", action="store_true", help="no terminal view")
     add_model_args(play)
     add_sampler_args(play)
@@ -247,6 +250,11 @@ def run_play(args: argparse.Namespace) -> int:
             raise SonifyError(f"--score-out {path}: write .mid (MIDI file) or .json (transcript)")
         if not Path(path).parent.is_dir():
             raise SonifyError(f"--score-out {path}: folder {Path(path).parent} does not exist")
+    if not args.force:
+        from ..outputs.files import refuse_existing
+
+        # before the performance, which cannot be played again
+        refuse_existing([*args.record, *args.score_out], instead="another file name")
     preset = load_preset(args.preset)
     if args.control_in is not None and not preset.controls:
         raise SonifyError(

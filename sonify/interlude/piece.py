@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -182,6 +182,13 @@ class InterludeSettings:
     fade_out: float = 3.0
     duck_db: float = 9.0
 
+    def __post_init__(self) -> None:
+        duration, fade_in, fade_out = self.duration, self.fade_in, self.fade_out
+        if not duration > 0 or not math.isfinite(duration):
+            raise SonifyError(f"--duration has to be a positive number of seconds, but is {duration:g}")
+        if fade_in < 0 or fade_out < 0 or fade_in + fade_out >= duration:
+            raise SonifyError(f"the fades ({fade_in:g} s in, {fade_out:g} s out) must be shorter than the piece ({duration:g} s)")
+
 
 def make_interlude(
     frames: Sequence[Frame],
@@ -193,18 +200,14 @@ def make_interlude(
     """An interlude of exactly ``settings.duration`` seconds at 48 kHz from ``frames`` (and
     a spoken reading of their text, if ``speech`` is given)."""
     duration, fade_in, fade_out = settings.duration, settings.fade_in, settings.fade_out
-    if not duration > 0 or not math.isfinite(duration):
-        raise SonifyError(f"--duration has to be a positive number of seconds, but is {duration:g}")
-    if fade_in < 0 or fade_out < 0 or fade_in + fade_out >= duration:
-        raise SonifyError(f"the fades ({fade_in:g} s in, {fade_out:g} s out) must be shorter than the piece ({duration:g} s)")
     total = int(round(duration * SAMPLE_RATE))
     music_end = duration - fade_out  # the last phrase resolves by here; the tail fades after
     if speech is not None:
         start = fade_in + VOICE_ENTRY
-        if start + speech.duration > music_end - 0.5:
+        if reading_length(speech) > reading_room(settings):
             raise SonifyError(
-                f"the reading takes {speech.duration:.1f} s, too long for a {duration:g} s interlude with these fades; "
-                "give a longer --duration or a shorter text"
+                f"the reading takes {reading_length(speech):.2f} s, too long for a {duration:g} s interlude with these fades "
+                f"(room for {reading_room(settings):.2f} s); give a longer --duration or a shorter text"
             )
         clock = SpokenClock(speech.words, start, TempoMap.constant(preset.music.tempo))
         score = make_score(frames, preset, calibration, clock=clock)
@@ -240,7 +243,19 @@ def make_interlude(
     return Interlude(finished, SAMPLE_RATE, score, tuple(frames), words, duck, music, start)
 
 
-def cut_to_fit(frames: Sequence[Frame], speech: Speech, seconds: float) -> int:
+def reading_room(settings: InterludeSettings) -> float:
+    """The seconds a reading may be heard: it begins ``VOICE_ENTRY`` after the fade-in and ends
+    half a second before the music resolves, ``fade_out`` before the end."""
+    return settings.duration - settings.fade_out - 0.5 - settings.fade_in - VOICE_ENTRY
+
+
+def reading_length(speech: Speech) -> float:
+    """How long a reading is heard: until its last word ends (the silence a synthesizer leaves
+    after it is not heard, and the music may fade over it)."""
+    return speech.words[-1].end if speech.words else speech.duration
+
+
+def cut_to_fit(speech: Speech, seconds: float) -> int:
     """How many characters of the text can be spoken within ``seconds`` (whole words)."""
     fitting = [w for w in speech.words if w.end <= seconds]
     if not fitting:
@@ -250,6 +265,20 @@ def cut_to_fit(frames: Sequence[Frame], speech: Speech, seconds: float) -> int:
     while end < len(text) and not text[end].isspace():
         end += 1  # keep the word's punctuation
     return end
+
+
+def fit_reading(speech: Speech, speak: Callable[[str], Speech], seconds: float) -> Speech | None:
+    """The reading (``speak(text)``) of the longest start of ``speech.text``, in whole words,
+    heard within ``seconds``; None when not even the first word fits. A shorter text is read
+    anew and can come out longer than the same words were within the whole (its last word now
+    ends a sentence), so it is measured again, and cut again until it fits."""
+    while reading_length(speech) > seconds:
+        # the last word does not fit: it goes, even where no space parts it from the one before
+        keep = min(cut_to_fit(speech, seconds), speech.words[-1].char_start if speech.words else 0)
+        if keep == 0 or not speech.text[:keep].strip():
+            return None
+        speech = speak(speech.text[:keep])
+    return speech
 
 
 def frames_within(frames: Sequence[Frame], chars: int) -> list[Frame]:

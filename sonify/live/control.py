@@ -36,12 +36,12 @@ class Steering:
         self.port = None
 
     def listen(self, port) -> None:
-        """Read messages from ``port``, a mido input opened without a callback."""
+        """Read messages from ``port``, an input from ``open_input`` (opened without a callback)."""
         self.port = port
         port.callback = self.receive
 
-    def receive(self, message) -> None:
-        """One incoming message: a bound control change or note moves its parameter."""
+    def receive(self, message, at: float | None = None) -> None:
+        """One incoming message (``at``: its arrival, unused): a bound control change or note moves its parameter."""
         if message.type == "control_change":
             binding, raw = self.bindings.get(("cc", message.control)), message.value
         elif message.type == "note_on" and message.velocity > 0:

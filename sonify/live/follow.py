@@ -52,7 +52,7 @@ class ClockFollower:
     # ------------------------------------------------------------------ input
 
     def listen(self, port) -> None:
-        """Read clock from ``port``, a mido input opened without a callback."""
+        """Read clock from ``port``, an input from ``open_input`` (opened without a callback)."""
         self.port = port
         port.callback = self.receive
 

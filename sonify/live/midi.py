@@ -6,6 +6,7 @@ import os
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,9 +59,78 @@ def open_output(name: str | None):
 
 def open_input(name: str, option: str = "--clock-in"):
     """The MIDI input port ``name`` (exact, or a unique part of a name), opened without a
-    callback; ``option`` is the command-line option that named it, for the error."""
+    callback (a ``MidiInput`` where mido's backend is RtMidi); ``option`` is the command-line
+    option that named it, for the error."""
     mido = midi_module()
-    return mido.open_input(_matching_port(_opened(mido.get_input_names), name, f"{option} {name!r}", "input"))
+    port = _matching_port(_opened(mido.get_input_names), name, f"{option} {name!r}", "input")
+    if not str(getattr(mido.backend, "name", "")).startswith("mido.backends.rtmidi"):
+        return mido.open_input(port)
+    return _opened(lambda: MidiInput(port, getattr(mido.backend, "api", None)))
+
+
+class MidiInput:
+    """An input port whose messages reach ``callback(message, at)`` from a thread of ours;
+    ``at`` is when the message arrived (``time.monotonic``).
+
+    mido's own input calls back in the MIDI system's thread (JACK's process thread), where
+    Python first waits for the GIL that the player's threads hold. Meanwhile JACK either
+    waits for us (a synchronous server: every port late) or goes on to its next period and
+    has the sender reuse the buffer we are still reading (messages lost, or read twice).
+    RtMidi given no callback queues each message in that thread without Python, with its
+    time since the one before on JACK's clock, and a thread of ours takes them from there."""
+
+    POLL = 0.001  # seconds between looks at the queue
+    QUEUE = 4096  # messages the queue holds
+    ANCHOR = 1.0  # seconds of messages that place JACK's clock on ours (see _arrival)
+
+    def __init__(self, name: str, api: str | None = None):
+        import rtmidi
+
+        self._in = rtmidi.MidiIn(getattr(rtmidi, f"API_{api}", rtmidi.API_UNSPECIFIED), queue_size_limit=self.QUEUE)
+        self._in.open_port(self._in.get_ports().index(name))
+        self._in.ignore_types(sysex=False, timing=False, active_sense=True)
+        self.name = name
+        self.callback: Callable | None = None
+        self._since = 0.0  # JACK's time of the latest message, from the first
+        self._offsets: deque[tuple[float, float]] = deque()  # (JACK time, taken at - JACK time), offsets ascending
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"midi-in {name}", daemon=True)
+        self._thread.start()
+
+    def _arrival(self, taken: float) -> float:
+        """When the message just taken (at ``taken``) arrived. It was taken no earlier than
+        it arrived, so the least of (taken - JACK time) over the last ``ANCHOR`` seconds of
+        messages is where JACK's clock stands on ours (a recent window: the clocks drift)."""
+        offset = taken - self._since
+        while self._offsets and self._offsets[-1][1] >= offset:
+            self._offsets.pop()
+        self._offsets.append((self._since, offset))
+        while self._offsets[0][0] < self._since - self.ANCHOR:
+            self._offsets.popleft()
+        return self._since + self._offsets[0][1]
+
+    def _run(self) -> None:
+        mido = midi_module()
+        while not self._stop.is_set():
+            got = self._in.get_message() if self.callback is not None else None  # until then RtMidi keeps them
+            if got is None:
+                time.sleep(self.POLL)
+                continue
+            data, delta = got
+            self._since += delta
+            at = self._arrival(time.monotonic())
+            try:
+                message = mido.Message.from_bytes(data)
+            except ValueError:
+                continue  # not a whole message
+            if self.callback is not None:
+                self.callback(message, at)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._in.close_port()
+        self._in.delete()
 
 
 def _opened(call):

@@ -10,6 +10,7 @@ Weights are only ever read from safetensors: pickled files are refused.
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import json
 import os
 from collections.abc import Iterator
@@ -22,7 +23,15 @@ from ..errors import SonifyError
 from .quantized import QuantizedLinear, module_settings
 from .safetensors_io import SafetensorsFile
 
-DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
+
+def _shipped_model_dir() -> Path:
+    """The shipped model's folder, package data found as the presets are. A folder on disk:
+    its weights are read from their files (pip installs a package as files, never as a zip)."""
+    folder = importlib.resources.files(__package__) / "default_model"
+    return folder if isinstance(folder, Path) else Path(str(folder))
+
+
+DEFAULT_MODEL_DIR = _shipped_model_dir()
 TRANSPOSE_BLOCK_BYTES = 8 << 20  # rows converted at a time by CheckpointTensors.transposed
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _CONVERT_HINT = (

@@ -62,12 +62,13 @@ def write_error(exc: OSError, path: str | os.PathLike) -> SonifyError:
     return SonifyError(f"cannot write {path}: {exc.strerror or exc}; {NOTHING_WRITTEN}; {fix}")
 
 
-def refuse_existing(paths: Iterable[str | os.PathLike]) -> None:
-    """Refuse (one line) when one of ``paths`` exists: outputs never replace a file silently."""
+def refuse_existing(paths: Iterable[str | os.PathLike], instead: str = "another --name or --out") -> None:
+    """Refuse (one line) when one of ``paths`` exists: outputs never replace a file silently.
+    ``instead``: what else the user can give, for the message."""
     existing = [Path(p) for p in paths if os.path.lexists(p)]
     if existing:
         more = f" (and {len(existing) - 1} more of that name)" if len(existing) > 1 else ""
-        raise SonifyError(f"{existing[0]} exists{more}; give --force to replace it, or another --name or --out")
+        raise SonifyError(f"{existing[0]} exists{more}; give --force to replace it, or {instead}")
 
 
 @contextlib.contextmanager

@@ -33,7 +33,7 @@ from ..model.frame import Frame
 from ..music import units
 from ..music.score import Cue, Note, Score, VoiceInfo
 from ..music.signals import unit_signal
-from .files import atomic_write
+from .files import OutputSet
 from .ogg import encode_ogg_vorbis
 from .transcript import Word, words
 
@@ -197,12 +197,15 @@ def page_html(data: dict[str, Any], audio: PageAudio) -> str:
     return fill_template(data, tag, payload)
 
 
-def write_page(path: str | os.PathLike, frames: Sequence[Frame], score: Score, info: PageInfo, audio: PageAudio) -> Path:
-    """Write the page for a piece, atomically."""
+def write_page(
+    path: str | os.PathLike, frames: Sequence[Frame], score: Score, info: PageInfo, audio: PageAudio, overwrite: bool = True
+) -> Path:
+    """Write the page for a piece, atomically; with ``overwrite`` False a file of that name is
+    refused (``refuse_existing``), also one that appeared while the page was made."""
     path = Path(path)
     document = page_html(page_data(frames, score, info), audio)
-    with atomic_write(path) as f:
-        f.write(document)
+    with OutputSet(overwrite=overwrite, announce=False) as files:
+        files.write(path, document)
     return path
 
 
