@@ -66,6 +66,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="PORT",
         help="follow the MIDI clock arriving on this input (24 a beat): start on its Start, keep to its beat, end on its Stop (MIDI, OSC and page outputs)",
     )
+    timing.add_argument(
+        "--link",
+        action="store_true",
+        help="join the Ableton Link session on the local network: keep to its tempo and beat, starting on its next bar "
+        "(MIDI, OSC and page outputs; needs pip install 'sonify[link]')",
+    )
     play.add_argument(
         "--control-in",
         metavar="PORT",
@@ -149,6 +155,21 @@ def _remote_frames_for_play(args: argparse.Namespace, settings, gen, lost: list)
             lost.append(exc)
 
     return until_lost(), stream.describe
+
+
+def _switch_presets(args: argparse.Namespace, steering) -> None:
+    """Load the presets the ``preset`` controls switch to (a bad one exits now, not mid-set);
+    say that a ``tempo`` control gives way to a followed clock."""
+    names = sorted({n for b in steering.bindings.values() for n in b.presets})
+    if names and args.audio:
+        raise SonifyError("--control-in: a preset switch moves the MIDI, OSC and page outputs; our synth (--audio) keeps one preset's sound")
+    from ..music.preset import load_preset
+
+    steering.presets = {n: load_preset(n) for n in names}
+    tempo = [f"{b.kind}{b.number}" for b in steering.bindings.values() if b.param == "tempo"]
+    leader = "--clock-in" if args.clock_in is not None else "--link" if args.link else None
+    if tempo and leader:
+        print(f"{leader}: the leader sets the tempo; the tempo control ({', '.join(tempo)}) is ignored", file=sys.stderr)
 
 
 def _model_for_play(args: argparse.Namespace, preset, lost: list, steering=None):
@@ -242,6 +263,10 @@ def run_play(args: argparse.Namespace) -> int:
         raise SonifyError(
             "--clock-in follows a MIDI clock with the MIDI, OSC and page outputs; our synth (--audio) keeps its own time"
         )
+    if args.link and args.audio:
+        raise SonifyError("--link follows a Link session with the MIDI, OSC and page outputs; our synth (--audio) keeps its own time")
+    if args.link and args.clock_in is not None:
+        raise SonifyError("follow one leader: --link or --clock-in, not both")
     for path in args.score_out:
         if Path(path).suffix.lower() not in (".mid", ".json"):
             raise SonifyError(f"--score-out {path}: write .mid (MIDI file) or .json (transcript)")
@@ -257,6 +282,7 @@ def run_play(args: argparse.Namespace) -> int:
         from ..live.control import Steering
 
         steering = Steering(preset.controls)
+        _switch_presets(args, steering)
     lost: list = []
     name = "piece"
     if args.trace is not None:
@@ -278,6 +304,14 @@ def run_play(args: argparse.Namespace) -> int:
             follower.listen(port)
             scheduler = FollowingScheduler(follower, scheduler)
             print(f"following the MIDI clock on {args.clock_in}: waiting for its Start", file=sys.stderr)
+        if args.link:
+            from ..live.follow import FollowingScheduler
+            from ..live.link import LinkFollower
+
+            follower = LinkFollower(preset.music.tempo, preset.music.time_signature[0])
+            scheduler = FollowingScheduler(follower, scheduler)
+            peers = f"{follower.peers} other peer{'s' if follower.peers != 1 else ''}" if follower.peers else "no other peer yet"
+            print(f"joined the Link session ({peers}, {follower.tempo:g} bpm): starting on its next bar", file=sys.stderr)
         if steering is not None:
             from ..live.midi import open_input
 
