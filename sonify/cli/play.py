@@ -135,7 +135,7 @@ def _frames_for_play(args: argparse.Namespace, engine, gen, steer=None):
     )
 
 
-def _remote_frames_for_play(args: argparse.Namespace, settings, gen, lost: list):
+def _remote_frames_for_play(args: argparse.Namespace, settings, gen, lost: list, steer=None):
     """The server's Frames; if the server is lost for good, the stream just ends (the music
     closes as at any end, no note left hanging) and the reason is kept in ``lost``."""
     from ..model.remote import ServerLost
@@ -145,7 +145,7 @@ def _remote_frames_for_play(args: argparse.Namespace, settings, gen, lost: list)
         raise SonifyError("--type reads what you type with the model in-process; with --server give a prompt or --read FILE")
     text = read_text(args.read)[0] if args.read is not None else None
     limit = args.tokens if args.tokens is not None else 1_000_000
-    stream = open_stream(settings, StreamRequest(args.prompt, text, limit, gen, args.duration is None))
+    stream = open_stream(settings, StreamRequest(args.prompt, text, limit, gen, args.duration is None, steer))
     frames = islice(stream.frames, args.tokens) if text is not None and args.tokens else stream.frames
 
     def until_lost():
@@ -182,8 +182,11 @@ def _model_for_play(args: argparse.Namespace, preset, lost: list, steering=None)
 
     gen = generation(args)
     settings = model_settings(args)
+    sampling = steering is not None and not args.type and args.read is None
+    if sampling:
+        steering.sampler = gen.sampler
     if settings.server is not None:
-        frames, describe = _remote_frames_for_play(args, settings, gen, lost)
+        frames, describe = _remote_frames_for_play(args, settings, gen, lost, steering.steer if sampling else None)
         first = next(frames, None)  # the outputs are set up from the first token the server sends
         if first is None:
             raise lost[0] if lost else SonifyError("the server sent no tokens; give a prompt or a longer --tokens")
@@ -196,9 +199,6 @@ def _model_for_play(args: argparse.Namespace, preset, lost: list, steering=None)
     engine = Engine(model)
     calibration = calibration_for(model)
     voices = make_score(list(engine.generate("", max_tokens=1)), preset).voices
-    sampling = steering is not None and not args.type and args.read is None
-    if sampling:
-        steering.sampler = gen.sampler
     return _frames_for_play(args, engine, gen, steering.steer if sampling else None), calibration, voices, model.name
 
 
