@@ -64,7 +64,7 @@ class LiveTiming:
     is extended before the mapping waits for playback to catch up. With ``keep`` the report
     holds the whole Score and the schedule of MIDI notes (they grow with the performance);
     without it the memory stays bounded however long it plays. With ``follow`` the
-    performance keeps to a leader's tempo map (an incoming MIDI clock, a Link session): it
+    performance keeps to a leader's tempo map (an incoming MIDI clock): it
     starts on the leader's beat 0, every event
     falls on the leader's beat grid (the sinks' scheduler has to be a
     ``follow.FollowingScheduler``), and no clock is sent. With ``steering`` a controller
