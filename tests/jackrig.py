@@ -265,3 +265,16 @@ def assert_all_notes_off(got, channels: set[int] = frozenset()) -> None:
     all_off = {m.channel for _, m in got if m.type == "control_change" and m.control == 123}
     missing = sorted(({c for c, _ in sounding} | set(channels)) - all_off)
     assert not missing, f"no All Notes Off on channels {missing}"
+
+
+def note_beats(path) -> list[tuple[float, int, int]]:
+    """(beat, channel, pitch) of every note-on of a MIDI file, in order."""
+    from sonify.live.midi import midi_module
+
+    midi = midi_module().MidiFile(path)
+    out, ticks = [], 0
+    for message in midi.merged_track:
+        ticks += message.time
+        if message.type == "note_on" and message.velocity > 0:
+            out.append((ticks / midi.ticks_per_beat, message.channel, message.note))
+    return out

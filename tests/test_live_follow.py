@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from jackrig import JitterProbe, Receiver, assert_all_notes_off, start_jack, stop_jack
+from jackrig import JitterProbe, Receiver, assert_all_notes_off, note_beats, start_jack, stop_jack
 
 from sonify import load_preset
 from sonify.live.midi import midi_module
@@ -41,17 +41,6 @@ def lead(port, stop: threading.Event, tempo_at, sent: list[float]) -> None:
         due += 60.0 / (tempo_at(k / TICKS) * TICKS)
         k += 1
     port.send(mido.Message("stop"))
-
-
-def note_beats(path) -> list[tuple[float, int, int]]:
-    """(beat, channel, pitch) of every note-on of a MIDI file, in order."""
-    midi = midi_module().MidiFile(path)
-    out, ticks = [], 0
-    for message in midi.merged_track:
-        ticks += message.time
-        if message.type == "note_on" and message.velocity > 0:
-            out.append((ticks / midi.ticks_per_beat, message.channel, message.note))
-    return out
 
 
 def test_play_follows_a_midi_clock_from_100_to_130_bpm(jack, tmp_path):

@@ -100,6 +100,9 @@ BAD = [
     ('[controls]\ncc3 = { param = "temperature", range = [0, 9] }\n', 2, "controls.cc3.range", "not two numbers in 0..2"),
     ('[controls]\ncc3 = { param = "hold", range = [0, 1] }\n', 2, "controls.cc3.range", "hold is on or off"),
     ('[controls]\ncc3 = { param = "gain.drone", curve = 2 }\n', 2, "controls.cc3.curve", "allowed keys here: param, range"),
+    ('[controls]\nnote60 = "preset"\n', 2, "controls.note60", 'note<N> = { param = "preset", preset = "pulse" }: name the preset'),
+    ('[controls]\ncc3 = { param = "preset", preset = "pulse" }\n', 2, "controls.cc3.preset", "allowed keys here: param, presets"),
+    ('[controls]\ncc3 = { param = "tempo", range = [0.1, 2] }\n', 2, "controls.cc3.range", "not two numbers in 0.5..2x"),
 ]
 
 
@@ -115,12 +118,17 @@ def test_bad_values_name_file_line_key_and_range(tmp_path, text, line, key, mess
 
 def test_controls_overlay_the_default_and_span_their_range(tmp_path):
     path = tmp_path / "mine.toml"
-    path.write_text('[controls]\ncc2 = { param = "gain.drone", range = [-20, 0] }\nnote36 = "mute.melody"\n')
+    path.write_text(
+        '[controls]\ncc2 = { param = "gain.drone", range = [-20, 0] }\nnote36 = "mute.melody"\n'
+        'note60 = { param = "preset", preset = "pulse" }\ncc22 = { param = "preset", presets = ["default", "pulse", "ambient"] }\n'
+    )
     bindings = {(b.kind, b.number): b for b in load_preset(str(path)).controls}
     assert bindings[("cc", 1)].param == "temperature" and bindings[("cc", 1)].value(127) == 2.0  # the default's
     assert bindings[("cc", 2)].param == "gain.drone" and bindings[("cc", 2)].range == (-20.0, 0.0)  # replaced whole
     assert bindings[("cc", 2)].value(0) == -20.0 and bindings[("note", 36)].switch
     assert bindings[("cc", 64)].value(63) == 0.0 and bindings[("cc", 64)].value(64) == 1.0
+    assert bindings[("note", 60)].presets == ("pulse",)  # a note names one preset, a knob steps through a list
+    assert [bindings[("cc", 22)].preset(v) for v in (0, 42, 43, 85, 86, 127)] == ["default", "default", "pulse", "pulse", "ambient", "ambient"]
 
 
 def test_unknown_preset_lists_the_names():

@@ -304,3 +304,21 @@ def test_server_killed_mid_play_ends_the_music_with_all_notes_off(own_llama_serv
     assert last.startswith("error: the server at ") and last.endswith("the music ended there, all notes off")
     assert "Traceback" not in stderr and "played " in stderr, stderr
     assert_all_notes_off(receiver.got)
+
+
+def test_a_steered_temperature_goes_with_the_next_request(llama_server):
+    """Live play's controller moves the temperature from 0 to 2 after 30 tokens: the request
+    under way is closed and the next one samples at 2, so the tokens after the move are far
+    more surprising than the greedy ones before it."""
+    source = RemoteSettings(llama_server.url).open()
+    frames: list = []
+
+    def steer(current: SamplerSettings) -> SamplerSettings:
+        return SamplerSettings(temperature=0.0) if len(frames) < 30 else SamplerSettings(temperature=2.0, top_p=1.0)
+
+    for f in source.generate(PROMPT, 90, SamplerSettings(temperature=0.0), seed=3, stop_at_eos=False, steer=steer):
+        frames.append(f)
+    surprisal = [-f.logprob for f in frames]
+    assert len(frames) == 90 and [f.index for f in frames] == list(range(90))
+    before, after = surprisal[:30], surprisal[32:]
+    assert sum(after) / len(after) > sum(before) / len(before) + 2.0, (before, after)

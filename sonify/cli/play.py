@@ -132,7 +132,7 @@ def _frames_for_play(args: argparse.Namespace, engine, gen, steer=None):
     )
 
 
-def _remote_frames_for_play(args: argparse.Namespace, settings, gen, lost: list):
+def _remote_frames_for_play(args: argparse.Namespace, settings, gen, lost: list, steer=None):
     """The server's Frames; if the server is lost for good, the stream just ends (the music
     closes as at any end, no note left hanging) and the reason is kept in ``lost``."""
     from ..model.remote import ServerLost
@@ -142,7 +142,7 @@ def _remote_frames_for_play(args: argparse.Namespace, settings, gen, lost: list)
         raise SonifyError("--type reads what you type with the model in-process; with --server give a prompt or --read FILE")
     text = read_text(args.read)[0] if args.read is not None else None
     limit = args.tokens if args.tokens is not None else 1_000_000
-    stream = open_stream(settings, StreamRequest(args.prompt, text, limit, gen, args.duration is None))
+    stream = open_stream(settings, StreamRequest(args.prompt, text, limit, gen, args.duration is None, steer))
     frames = islice(stream.frames, args.tokens) if text is not None and args.tokens else stream.frames
 
     def until_lost():
@@ -152,6 +152,20 @@ def _remote_frames_for_play(args: argparse.Namespace, settings, gen, lost: list)
             lost.append(exc)
 
     return until_lost(), stream.describe
+
+
+def _switch_presets(args: argparse.Namespace, steering) -> None:
+    """Load the presets the ``preset`` controls switch to (a bad one exits now, not mid-set);
+    say that a ``tempo`` control gives way to a followed clock."""
+    names = sorted({n for b in steering.bindings.values() for n in b.presets})
+    if names and args.audio:
+        raise SonifyError("--control-in: a preset switch moves the MIDI, OSC and page outputs; our synth (--audio) keeps one preset's sound")
+    from ..music.preset import load_preset
+
+    steering.presets = {n: load_preset(n) for n in names}
+    tempo = [f"{b.kind}{b.number}" for b in steering.bindings.values() if b.param == "tempo"]
+    if tempo and args.clock_in is not None:
+        print(f"--clock-in: the leader sets the tempo; the tempo control ({', '.join(tempo)}) is ignored", file=sys.stderr)
 
 
 def _model_for_play(args: argparse.Namespace, preset, lost: list, steering=None):
@@ -164,8 +178,11 @@ def _model_for_play(args: argparse.Namespace, preset, lost: list, steering=None)
 
     gen = generation(args)
     settings = model_settings(args)
+    sampling = steering is not None and not args.type and args.read is None
+    if sampling:
+        steering.sampler = gen.sampler
     if settings.server is not None:
-        frames, describe = _remote_frames_for_play(args, settings, gen, lost)
+        frames, describe = _remote_frames_for_play(args, settings, gen, lost, steering.steer if sampling else None)
         first = next(frames, None)  # the outputs are set up from the first token the server sends
         if first is None:
             raise lost[0] if lost else SonifyError("the server sent no tokens; give a prompt or a longer --tokens")
@@ -178,9 +195,6 @@ def _model_for_play(args: argparse.Namespace, preset, lost: list, steering=None)
     engine = Engine(model)
     calibration = calibration_for(model)
     voices = make_score(list(engine.generate("", max_tokens=1)), preset).voices
-    sampling = steering is not None and not args.type and args.read is None
-    if sampling:
-        steering.sampler = gen.sampler
     return _frames_for_play(args, engine, gen, steering.steer if sampling else None), calibration, voices, model.name
 
 
@@ -265,6 +279,7 @@ def run_play(args: argparse.Namespace) -> int:
         from ..live.control import Steering
 
         steering = Steering(preset.controls)
+        _switch_presets(args, steering)
     lost: list = []
     name = "piece"
     if args.trace is not None:

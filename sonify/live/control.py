@@ -5,7 +5,9 @@ The preset's ``[controls]`` table binds incoming control changes and notes to pa
 port's thread and read by the others: the model asks it for the sampler settings before
 each token, the model's thread waits while ``hold`` is on, and each note's velocity is
 decided when the note is sent, so a mute or a gain is heard at once on notes already
-scheduled. Each change is passed to the listeners (the terminal view, OSC).
+scheduled. ``tempo`` scales the preset's tempo for the music not yet mapped, and a
+``preset`` switch waits for the player to make it at the next bar line. Each change is
+passed to the listeners (the terminal view, OSC).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import replace
 
 from ..model.sampling import SamplerSettings
 from ..music.controls import Binding
+from ..music.preset import Preset
 from ..music.score import Note
 
 
@@ -30,8 +33,12 @@ class Steering:
         self.holding = False
         self.muted: set[str] = set()
         self.gains: dict[str, float] = {}  # voice -> dB
+        self.tempo = 1.0  # the preset's tempo times this
+        self.preset = ""  # the preset playing (set by the player)
+        self.next_preset: str | None = None  # asked for, to start at the next bar line
+        self.presets: dict[str, Preset] = {}  # the presets the bindings switch to, by name (loaded by the caller)
         self.received = 0  # messages that moved a parameter
-        self.listeners: list[Callable[[str, float], None]] = []
+        self.listeners: list[Callable[[str, float | str], None]] = []
         self._lock = threading.Lock()
         self.port = None
 
@@ -54,17 +61,31 @@ class Steering:
             return
         if binding is None:
             return
+        if binding.param == "preset":
+            if raw or binding.kind == "cc":
+                self.set("preset", binding.preset(raw))
+            return
         if binding.kind == "note" and binding.switch:
             value = 0.0 if self.value(binding.param) else 1.0
         else:
             value = binding.value(raw)
         self.set(binding.param, value)
 
-    def set(self, param: str, value: float) -> None:
-        """Move ``param`` ("temperature", "top_p", "hold", "mute.<voice>", "gain.<voice>") to ``value``."""
+    def set(self, param: str, value: float | str) -> None:
+        """Move ``param`` ("temperature", "top_p", "tempo", "hold", "mute.<voice>", "gain.<voice>")
+        to ``value``, or ask for the preset named ``value`` ("preset") at the next bar line."""
         with self._lock:
             base, _, voice = param.partition(".")
-            if base == "temperature" and self.sampler is not None:
+            if base == "preset":
+                if value == (self.next_preset or self.preset):
+                    return  # a knob moving within one preset's share of its travel
+                self.next_preset = str(value)
+                param = "preset.next"
+            elif isinstance(value, str):
+                raise TypeError(f"{param} takes a number")
+            elif base == "tempo":
+                self.tempo = value
+            elif base == "temperature" and self.sampler is not None:
                 self.sampler = replace(self.sampler, temperature=value)
             elif base == "top_p" and self.sampler is not None:
                 self.sampler = replace(self.sampler, top_p=max(value, 1e-3))
@@ -79,10 +100,26 @@ class Steering:
         for listener in listeners:
             listener(param, value)
 
+    def take_preset(self) -> str | None:
+        """For the player: the preset asked for since the last call (None: none)."""
+        with self._lock:
+            name, self.next_preset = self.next_preset, None
+            return name
+
+    def switched(self, name: str) -> None:
+        """The player has switched to the preset ``name`` (at a bar line, now)."""
+        with self._lock:
+            self.preset = name
+            listeners = list(self.listeners)
+        for listener in listeners:
+            listener("preset", name)
+
     def value(self, param: str) -> float:
         """The current value of ``param`` (nan for a sampler setting when nothing samples)."""
         base, _, voice = param.partition(".")
         with self._lock:
+            if base == "tempo":
+                return self.tempo
             if base in ("temperature", "top_p"):
                 return getattr(self.sampler, base) if self.sampler is not None else math.nan
             if base == "hold":
@@ -113,6 +150,12 @@ class Steering:
                 parts.append(f"temp {self.sampler.temperature:.2f}")
                 if any(b.param == "top_p" for b in self.bindings.values()):
                     parts.append(f"top-p {self.sampler.top_p:.2f}")
+            if self.tempo != 1.0:
+                parts.append(f"tempo {self.tempo:.2f}x")
+            if self.next_preset is not None:
+                parts.append(f"{self.preset} → {self.next_preset} at the bar")
+            elif any(b.param == "preset" for b in self.bindings.values()):
+                parts.append(self.preset)
             if self.holding:
                 parts.append("HOLD")
             parts += [f"{v} muted" for v in sorted(self.muted)]

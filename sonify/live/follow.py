@@ -26,15 +26,52 @@ LOOKAHEAD = 0.03  # seconds: how long before its moment a call is handed to the 
 TICKS_FOR_TEMPO = 12  # the grid is fitted to the latest ticks (half a beat: it follows a change within a beat)
 
 
-class ClockFollower:
-    """Where the leader's beat is, from its MIDI clock arriving on an input port.
+class Leader:
+    """A tempo map kept by someone else: where the leader's beat is now and when a beat falls
+    (``beat_now``, ``time_of_beat``, given by a subclass), and the player's nominal time on it.
 
     ``bpm`` is the preset's tempo: a nominal time ``origin + s`` is beat ``s * bpm / 60``.
-    Before Start (or after Stop) no beat is known; after Start, beat 0 is the first tick."""
+    ``started`` is set once beat 0 is known; ``stopped`` when the leader stops the music."""
 
     def __init__(self, bpm: float, origin: float | None = None):
         self.bpm = bpm
         self.origin = time.monotonic() if origin is None else origin
+        self.started = threading.Event()
+        self.stopped = threading.Event()
+
+    def beat_now(self, now: float | None = None) -> float:
+        """The leader's beat at ``now`` (monotonic; default: now), -inf while none is known."""
+        raise NotImplementedError
+
+    def time_of_beat(self, beat: float) -> float:
+        """When ``beat`` falls (monotonic), inf while no beat is known."""
+        raise NotImplementedError
+
+    def beat_of(self, nominal: float) -> float:
+        return (nominal - self.origin) * self.bpm / 60.0
+
+    def nominal(self, beat: float) -> float:
+        return self.origin + beat * 60.0 / self.bpm
+
+    def nominal_now(self) -> float:
+        """Now, in the player's nominal time (before beat 0 is known: the origin's past)."""
+        beat = self.beat_now()
+        return self.nominal(beat) if beat != float("-inf") else self.origin - 1e9
+
+    def time_of(self, nominal: float) -> float:
+        """When the nominal time ``nominal`` falls on the leader's grid (monotonic)."""
+        return self.time_of_beat(self.beat_of(nominal))
+
+    def close(self) -> None:
+        """Stop listening to the leader."""
+
+
+class ClockFollower(Leader):
+    """Where the leader's beat is, from its MIDI clock arriving on an input port.
+    Before Start (or after Stop) no beat is known; after Start, beat 0 is the first tick."""
+
+    def __init__(self, bpm: float, origin: float | None = None):
+        super().__init__(bpm, origin)
         self._lock = threading.Lock()
         self.ticks = 0  # clock ticks since beat 0 (Song Position moves it)
         self.last: float | None = None  # arrival of the latest tick
@@ -44,8 +81,6 @@ class ClockFollower:
         self._fit: tuple[float, float] | None = None  # (when tick 0 fell, seconds a tick)
         self._spread = 0.0  # variance of the ticks' arrivals about the line (smoothed)
         self.running = False
-        self.started = threading.Event()
-        self.stopped = threading.Event()
         self._armed = False  # Start came: the next tick is beat 0
         self.port = None
 
@@ -138,21 +173,6 @@ class ClockFollower:
             zero, tick = self._fit
             return zero + beat * CLOCKS_PER_BEAT * tick
 
-    def beat_of(self, nominal: float) -> float:
-        return (nominal - self.origin) * self.bpm / 60.0
-
-    def nominal(self, beat: float) -> float:
-        return self.origin + beat * 60.0 / self.bpm
-
-    def nominal_now(self) -> float:
-        """Now, in the player's nominal time (before Start: the origin's past)."""
-        beat = self.beat_now()
-        return self.nominal(beat) if beat != float("-inf") else self.origin - 1e9
-
-    def time_of(self, nominal: float) -> float:
-        """When the nominal time ``nominal`` falls on the leader's grid (monotonic)."""
-        return self.time_of_beat(self.beat_of(nominal))
-
     def close(self) -> None:
         if self.port is not None:
             self.port.close()
@@ -162,7 +182,7 @@ class FollowingScheduler:
     """A scheduler whose due times are nominal: each call waits here until shortly before
     its moment on the leader's grid, then goes to the real ``Scheduler`` at that moment."""
 
-    def __init__(self, follower: ClockFollower, scheduler: Scheduler):
+    def __init__(self, follower: Leader, scheduler: Scheduler):
         self.follower = follower
         self.scheduler = scheduler
         self._heap: list[tuple[float, int, Callable[[], None]]] = []

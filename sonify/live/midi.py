@@ -220,18 +220,32 @@ class MidiOut:
     def start_clock(self, start: float, bpm: float) -> None:
         """MIDI clock (24 a beat) from ``start``, preceded by Start, until ``stop_clock``."""
         self._clock_until = float("inf")
-        self._clock_interval = 60.0 / (bpm * CLOCKS_PER_BEAT)
+        # (tick, time, seconds a tick) from which the ticks follow at that spacing (clock_tempo adds).
+        self._clock_segments: tuple[tuple[float, float, float], ...] = ((0.0, start, 60.0 / (bpm * CLOCKS_PER_BEAT)),)
         self.scheduler.at(start - self.advance, lambda: self.send(self.mido.Message("start")))
-        self._tick(start, 0)
+        self._tick(0)
 
-    def _tick(self, start: float, k: int) -> None:
-        due = start + k * self._clock_interval
+    def clock_tempo(self, at: float, bpm: float) -> None:
+        """From ``at`` on (not before an earlier change), the clock runs at ``bpm``."""
+        if self._clock_until is None:
+            return
+        segments = [s for s in self._clock_segments if s[1] < at] or [self._clock_segments[0]]
+        tick, time0, seconds = segments[-1]
+        segments.append((tick + (at - time0) / seconds, at, 60.0 / (bpm * CLOCKS_PER_BEAT)))
+        self._clock_segments = tuple(segments)
+
+    def _tick_time(self, k: int) -> float:
+        tick, time0, seconds = next(s for s in reversed(self._clock_segments) if s[0] <= k or s is self._clock_segments[0])
+        return time0 + (k - tick) * seconds
+
+    def _tick(self, k: int) -> None:
+        due = self._tick_time(k)
         if self._clock_until is None or due > self._clock_until:
             return
 
         def tick() -> None:
             self.send(self.mido.Message("clock"))
-            self._tick(start, k + 1)
+            self._tick(k + 1)
 
         self.scheduler.at(due - self.advance, tick)
 
@@ -244,9 +258,10 @@ class MidiOut:
         """Silence everything now: a note-off for each sounding note, then All Notes Off,
         All Sound Off and sustain off on every channel used; the clock stops."""
         with self._lock:
-            held = list(self.sounding)
-        for channel, pitch in held:
-            self.send(self.mido.Message("note_off", channel=channel, note=pitch, velocity=0))
+            held = list(self.sounding.items())
+        for (channel, pitch), count in held:
+            for _ in range(count):  # a pitch struck again while sounding: a synth may count its note-ons
+                self.send(self.mido.Message("note_off", channel=channel, note=pitch, velocity=0))
         for channel in sorted(self.channels):
             for controller, value in ((64, 0), (123, 0), (120, 0)):
                 self.send(self.mido.Message("control_change", channel=channel, control=controller, value=value))

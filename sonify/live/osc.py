@@ -8,8 +8,10 @@ Address space (all under ``/sonify``):
 - ``/sonify/attention`` one float per layer: that layer's attention entropy (0..1)
 - ``/sonify/note``   voice (str), pitch, velocity (ints), duration (float, seconds)
 - ``/sonify/start`` and ``/sonify/stop`` with no arguments
-- ``/sonify/control`` parameter (str: temperature, top_p, hold, mute.<voice>, gain.<voice>),
-  value (float), sent as a controller moves it (``play --control-in``)
+- ``/sonify/control`` parameter (str: temperature, top_p, tempo, hold, mute.<voice>,
+  gain.<voice>), value (float), sent as a controller moves it (``play --control-in``);
+  ``preset.next`` and the name of the preset asked for, ``preset`` and its name when it
+  starts (at the next bar line)
 """
 
 from __future__ import annotations
@@ -82,9 +84,9 @@ class OscOut:
 
         self.scheduler.at(due, send)
 
-    def control(self, param: str, value: float) -> None:
-        """A parameter a controller moved, sent now."""
-        self._send("/sonify/control", [param, float(value)])
+    def control(self, param: str, value: float | str) -> None:
+        """A parameter a controller moved, sent now (a preset's name as a string)."""
+        self._send("/sonify/control", [param, value if isinstance(value, str) else float(value)])
 
     def event(self, due: float, name: str) -> None:
         self.scheduler.at(due, lambda: self._send(f"/sonify/{name}", []))

@@ -22,7 +22,7 @@ from ..music.preset import Preset
 from ..music.score import Note
 from .audio import AudioOut
 from .control import Steering
-from .follow import ClockFollower
+from .follow import Leader
 from .midi import MidiOut
 from .osc import OscOut
 from .page import LivePage
@@ -64,7 +64,8 @@ class LiveTiming:
     is extended before the mapping waits for playback to catch up. With ``keep`` the report
     holds the whole Score and the schedule of MIDI notes (they grow with the performance);
     without it the memory stays bounded however long it plays. With ``follow`` the
-    performance keeps to an incoming MIDI clock: it starts on the leader's Start, every event
+    performance keeps to a leader's tempo map (an incoming MIDI clock): it
+    starts on the leader's beat 0, every event
     falls on the leader's beat grid (the sinks' scheduler has to be a
     ``follow.FollowingScheduler``), and no clock is sent. With ``steering`` a controller
     moves parameters while it plays (``control.Steering``)."""
@@ -75,7 +76,7 @@ class LiveTiming:
     max_seconds: float | None = None
     horizon: float = 3.0
     keep: bool = True
-    follow: ClockFollower | None = None
+    follow: Leader | None = None
     steering: Steering | None = None
 
     def __post_init__(self) -> None:
@@ -121,7 +122,9 @@ class Player:
         self.stop_request = threading.Event()
         self.steering = steering
         self.ahead = 64  # frames the model may run ahead of the mapping
+        self._clock_sent: tuple = ()  # the tempo map as the MIDI clock out has it
         if steering is not None:
+            steering.preset = preset.name
             self.horizon = min(self.horizon, 60.0 / preset.music.tempo)
             self.ahead = 2
             if midi is not None:
@@ -188,7 +191,7 @@ class Player:
                 began = time.thread_time()
                 ended = batch and batch[-1] is _END
                 frames_in = [f for f in batch if isinstance(f, Frame)]
-                release = growing.add(frames_in)
+                release = growing.add(frames_in, *self._steered_music(growing))
                 if self.max_seconds is not None and growing.end >= self.max_seconds:
                     ended = True
                 if ended:
@@ -206,6 +209,7 @@ class Player:
                         self.page.event(t0, "start")
                 offset = self._hold_if_late(release, t0, offset, report)
                 self._dispatch(release, growing, t0, offset, zero, opened, report)
+                self._tempo_and_preset_out(growing, t0 + offset)
                 report.token_seconds.extend(c.duration for c in sorted(release.cues, key=lambda c: (c.time, c.token)))
                 report.tokens = growing.tokens
                 report.compute_seconds.append(time.thread_time() - began)
@@ -229,6 +233,35 @@ class Player:
             gc.unfreeze()
             self._silence(report)
         return report
+
+    def _steered_music(self, growing: GrowingScore) -> tuple:
+        """(the preset to switch to at the next bar line or None, the tempo from here on) as
+        the controller has them; the leader's tempo wins over the controller's when following."""
+        if self.steering is None:
+            return None, None
+        name = self.steering.take_preset()
+        switch = self.steering.presets[name] if name is not None else None
+        preset = switch or growing.preset
+        return switch, None if self.follow is not None else preset.music.tempo * self.steering.tempo
+
+    def _tempo_and_preset_out(self, growing: GrowingScore, base: float) -> None:
+        """A tempo change goes to the MIDI clock out; a preset switch to the listeners when its bar comes."""
+        if self.steering is None:
+            return
+        changes, sent = growing.mapper.tempo.changes, self._clock_sent
+        if self.midi is not None and self.clock and self.follow is None and changes != sent:
+            same = next((k for k, (a, b) in enumerate(zip(changes, sent)) if a != b), min(len(changes), len(sent)))
+            for change in changes[same:]:
+                self.midi.clock_tempo(base + change.time, change.bpm)
+            if same == len(changes) and same < len(sent):  # a change undone before its beat came
+                self.midi.clock_tempo(base + sent[same].time, changes[-1].bpm)
+            self._clock_sent = changes
+        if growing.switched is not None:
+            at, name = growing.switched
+            growing.switched = None
+            if self.midi is not None:
+                self.midi.channels |= {v.channel for v in growing.mapper.voices()}
+            self.scheduler.at(base + at, lambda: self.steering.switched(name))
 
     def _next_batch(self, inbox: queue.Queue, most: int) -> list:
         while True:

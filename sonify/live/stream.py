@@ -38,9 +38,19 @@ class GrowingScore:
         self.released = Release()  # everything so far (with ``keep``), for the Score at the end
         self.last_time = 0.0  # when the latest released token sounds
         self._score: Score | None = None
+        self.switched: tuple[float, str] | None = None  # (seconds, preset) of the latest switch
 
-    def add(self, frames: list[Frame]) -> Release:
+    def add(self, frames: list[Frame], switch: Preset | None = None, tempo: float | None = None) -> Release:
+        """Map ``frames``; with ``switch``, first hand over to that preset at the next bar
+        line (``switched`` says where); with ``tempo``, at that many beats a minute."""
         out = Release()
+        if switch is not None:
+            release, self.mapper = self.mapper.hand_over(switch)
+            self.preset = switch
+            self.switched = (self.mapper.end, switch.name)
+            out.extend(release)
+        if tempo is not None:
+            self.mapper.set_tempo(tempo)
         for frame in frames:
             self.waiting[self.tokens] = frame
             self.tokens += 1

@@ -12,19 +12,21 @@ from dataclasses import dataclass, field
 
 from .frame import Frame
 from .loader import ModelSettings
-from .sampling import Generation
+from .sampling import Generation, SamplerSettings
 
 
 @dataclass(frozen=True)
 class StreamRequest:
     """What to run: read ``text`` (when given), else generate up to ``max_tokens`` after
-    ``prompt`` with ``generation``'s sampler and seed, stopping at end-of-text if ``stop_at_eos``."""
+    ``prompt`` with ``generation``'s sampler and seed, stopping at end-of-text if ``stop_at_eos``.
+    ``steer`` (live play) is asked for the sampler settings as it generates."""
 
     prompt: str = ""
     text: str | None = None
     max_tokens: int = 200
     generation: Generation = field(default_factory=Generation)
     stop_at_eos: bool = True
+    steer: Callable[[SamplerSettings], SamplerSettings] | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -62,7 +64,7 @@ def open_stream(settings: ModelSettings, request: StreamRequest) -> TokenStream:
     )
     ids = model.tokenizer.encode(request.prompt) if request.prompt else []
     frames = engine.generate(
-        ids, max_tokens=request.max_tokens, sampler=gen.sampler, seed=gen.seed, stop_at_eos=request.stop_at_eos
+        ids, max_tokens=request.max_tokens, sampler=gen.sampler, seed=gen.seed, stop_at_eos=request.stop_at_eos, steer=request.steer
     )
     return TokenStream(frames, len(ids) + request.max_tokens, lambda: header, describe, model)
 
@@ -77,7 +79,8 @@ def _remote(settings: ModelSettings, request: StreamRequest) -> TokenStream:
         return TokenStream(source.read(request.text), None, lambda: source.header("read", text=request.text), describe)
     gen = request.generation
     frames = source.generate(
-        request.prompt, max_tokens=request.max_tokens, sampler=gen.sampler, seed=gen.seed, stop_at_eos=request.stop_at_eos
+        request.prompt, max_tokens=request.max_tokens, sampler=gen.sampler, seed=gen.seed, stop_at_eos=request.stop_at_eos,
+        steer=request.steer,
     )
     return TokenStream(
         frames,

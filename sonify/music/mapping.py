@@ -58,11 +58,13 @@ class Mapper:
     """Frames in, one at a time; the Score's events out, as soon as they are final."""
 
     def __init__(self, preset: Preset, calibration: Calibration | None = None, clock: Clock | None = None):
+        """Frames are placed by ``clock`` (default: the preset's pace, ``PaceClock``)."""
         self.preset = preset
         self.calibration = calibration or shipped_calibration()
         self.tempo = TempoMap.constant(preset.music.tempo)
         self.clock: Clock = clock or PaceClock(preset)
         self.segmenter = Segmenter()
+        self.earlier: tuple[VoiceInfo, ...] = ()  # the voices of the presets played before this one
         self.home = home_key(preset.music.key, preset.music.scale)
         self.key = self.home
         self.linger = Mapped(preset.timing.linger, self.calibration)
@@ -118,7 +120,46 @@ class Mapper:
         """The end of the music so far, in seconds."""
         return self._now()
 
+    def set_tempo(self, bpm: float) -> None:
+        """From the next unit on, ``bpm`` beats a minute (the words' pace in beats stays, so
+        their pace in seconds moves with the tempo); the music so far keeps its time."""
+        self.tempo.change(self.clock.position, bpm)
+
+    def hand_over(self, preset: Preset) -> tuple[Release, Mapper]:
+        """Switch to ``preset`` at the next bar line: the word held back is placed, this
+        preset's held notes end at the bar line, and the returned Mapper plays on from there
+        with ``preset`` (the same text, token count, tempo map and Score). Needs the pace clock.
+        Returns what became final here and the new Mapper."""
+        if not isinstance(self.clock, PaceClock):
+            raise TypeError("only a piece placed by its preset's pace can switch presets")
+        self._note_ends()
+        self.release = Release()
+        self._flush(ends_line=False)
+        at, position = self._now(), self.clock.position
+        bar = self.preset.music.time_signature[0]
+        line = math.ceil(position / bar - 1e-9) * bar
+        for part in self.parts:
+            part.finish(self._seconds(line))
+        if line > position:
+            self.release.rests.append(Rest(at, self._seconds(line) - at, position, "switch", self.count - 1))
+        self.clock.position = line
+        after = Mapper(preset, self.calibration)
+        after.tempo = self.tempo
+        after.tempo.change(line, preset.music.tempo)
+        after.clock.start_at(line)  # type: ignore[attr-defined]
+        after.segmenter, after.frames, after.count = self.segmenter, self.frames, self.count
+        after.stanza, after.section, after.sounding_until, after._last_cue = self.stanza, self.section, self.sounding_until, self._last_cue
+        after.earlier = self.voices()
+        return self.release, after
+
     def voices(self) -> tuple[VoiceInfo, ...]:
+        """The voices that play (those of the presets switched from first, a voice's latest settings winning)."""
+        if self.earlier:
+            latest = {v.name: v for v in self._voices()}
+            return tuple(latest.pop(v.name, v) for v in self.earlier) + tuple(latest.values())
+        return self._voices()
+
+    def _voices(self) -> tuple[VoiceInfo, ...]:
         infos = []
         for part in self.parts:
             controllers = ()

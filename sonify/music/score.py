@@ -121,11 +121,26 @@ class VoiceInfo:
     controllers: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass
 class TempoMap:
-    """Piecewise-constant tempo: converts beats to seconds and back."""
+    """Piecewise-constant tempo: converts beats to seconds and back. A live performance adds
+    changes as it goes (``change``); what was mapped before a change keeps its time."""
 
     changes: tuple[Tempo, ...]
+
+    def change(self, beat: float, bpm: float) -> None:
+        """From ``beat`` on (not before the last change), ``bpm`` beats a minute."""
+        last = self.changes[-1]
+        if beat < last.beat:
+            raise ValueError(f"a tempo change at beat {beat:g} comes before the last one, at {last.beat:g}")
+        if bpm == last.bpm:
+            return
+        if beat == last.beat and len(self.changes) > 1 and self.changes[-2].bpm == bpm:
+            self.changes = self.changes[:-1]  # the change undone before any beat passed
+        elif beat == last.beat:
+            self.changes = self.changes[:-1] + (Tempo(last.beat, last.time, float(bpm)),)
+        else:
+            self.changes = self.changes + (Tempo(float(beat), self.seconds(beat), float(bpm)),)
 
     @classmethod
     def constant(cls, bpm: float) -> TempoMap:

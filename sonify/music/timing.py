@@ -63,6 +63,7 @@ class PaceClock:
     carry: float = 0.0  # rounding error of the grid, passed on
     pressure: float = 1.0  # the last word's share of its base time: line rests shrink with it
     line_art: float = 0.0  # art beats spent on the current line
+    origin: float = 0.0  # beats: where the first unit starts (a preset switched to mid-piece starts at a bar)
 
     def __post_init__(self) -> None:
         t = self.preset.timing
@@ -73,7 +74,7 @@ class PaceClock:
     @property
     def debt(self) -> float:
         """Beats the piece is behind the ideal time of the words it has placed."""
-        return self.position - self.words * self.base
+        return self.position - self.origin - self.words * self.base
 
     def _advance(self, raw: float, least_steps: int) -> tuple[float, float]:
         steps = max(least_steps, round((raw + self.carry) / self.step))
@@ -81,6 +82,10 @@ class PaceClock:
         start, beats = self.position, steps * self.step
         self.position += beats
         return start, beats
+
+    def start_at(self, beat: float) -> None:
+        """Place the first unit at ``beat`` (instead of 0)."""
+        self.position = self.origin = beat
 
     def word(self, unit: Unit, linger: float) -> tuple[float, float]:
         """A word: (start, length) in beats. ``linger`` beats are added, and paid back later."""

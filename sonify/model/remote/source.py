@@ -164,13 +164,24 @@ class RemoteSource:
     # ------------------------------------------------------------------ generation
 
     def generate(
-        self, prompt: str, max_tokens: int = 100, sampler: SamplerSettings | None = None, seed: int = 0, stop_at_eos: bool = True
+        self,
+        prompt: str,
+        max_tokens: int = 100,
+        sampler: SamplerSettings | None = None,
+        seed: int = 0,
+        stop_at_eos: bool = True,
+        steer: Callable[[SamplerSettings], SamplerSettings] | None = None,
     ) -> Iterator[Frame]:
         """Frames for up to ``max_tokens`` tokens the server generates after ``prompt`` (the
-        prompt's own tokens are not scored: a server adds what it adds, e.g. a start token)."""
+        prompt's own tokens are not scored: a server adds what it adds, e.g. a start token).
+        ``steer`` (live play) is asked for the sampler settings after each streamed token: when
+        they change, the request is closed and the next one continues the text with them (a
+        server that does not stream log-probabilities takes them at its next chunk)."""
         if max_tokens < 0:
             raise SonifyError(f"max_tokens has to be >= 0, but is {max_tokens}")
         sampler = sampler or SamplerSettings()
+        if steer is not None:
+            sampler = steer(sampler)
         run = _Progress()
         while run.tokens < max_tokens:
             per_request = (
@@ -182,10 +193,11 @@ class RemoteSource:
                 **_sampling(sampler, seed + run.requests, stop_at_eos),
             }
             run.requests += 1
-            before, finish = run.tokens, None
+            before, finish, steered = run.tokens, None, None
+            answer = self._completions(body)
             try:
                 start = None
-                for choice, positions in self._completions(body):
+                for choice, positions in answer:
                     if start is None:
                         start = choice.prompt_tokens
                     run.text += choice.text
@@ -197,13 +209,20 @@ class RemoteSource:
                         seen = (start + run.tokens - before, True) if start is not None else (run.tokens + 1, False)
                         yield self._frame(run, position, "generated", seen)
                     finish = choice.finish_reason or finish
+                    if steer is not None and (steered := steer(sampler)) != sampler:
+                        break  # a whole chunk is taken: the next request continues after it
             except (ConnectionLost, ServerError) as exc:
                 if run.tokens > before:  # it had come back: the count of failures in a row starts again
                     run.failures = 0
                 self._recover(exc, run)
                 continue
+            finally:
+                answer.close()
             if run.tokens > before:
                 run.failures = 0
+            if steered is not None and steered != sampler:
+                sampler = steered
+                continue
             if run.tokens == before or (finish == "stop" and stop_at_eos):
                 return
 
