@@ -44,6 +44,9 @@ def _start(name: str, log: Path, realtime: bool, period: int, synchronous: bool)
     return proc
 
 
+_started = [0]  # servers started by this process
+
+
 def start_jack(tmp: Path, synchronous: bool = True):
     """A JACK server for the tests. ``synchronous`` (-S): each period waits for every client
     to finish. Otherwise a client late for a period (a virtual machine stalled by its host is
@@ -55,7 +58,10 @@ def start_jack(tmp: Path, synchronous: bool = True):
         if os.environ.get("CI") == "true":
             pytest.fail("jackd is missing: .ci/system-packages installs jackd2")
         pytest.skip("jackd is not installed (apt-get install jackd2)")
-    name = f"sonify-test-{os.getpid()}"
+    # A name of its own each time: a server of an earlier module still shutting down (or its
+    # clients) must never be taken for this one, nor its ports for this test's.
+    _started[0] += 1
+    name = f"sonify-test-{os.getpid()}-{_started[0]}"
     log = tmp / "jackd.log"
     # SONIFY_JACK_NO_REALTIME=1 runs the fallback on purpose (what a machine without
     # real-time scheduling gets), to check the tests hold there too.
@@ -80,6 +86,7 @@ def stop_jack(proc: subprocess.Popen) -> None:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.wait(timeout=10)
     time.sleep(0.2)
 
 
