@@ -44,22 +44,18 @@ def first_note(receiver: Receiver, channel: int, proc: subprocess.Popen, timeout
     raise AssertionError(f"no note on channel {channel + 1} arrived (of {len(receiver.got)} messages: {sorted({(m.type, getattr(m, 'channel', None)) for _, m in receiver.got})}); sonify said: {proc.stderr.read() if proc.poll() is not None else ''}")
 
 
-def test_a_controller_raises_the_temperature_and_mutes_a_voice(jack, tmp_path):
-    preset = tmp_path / "steer.toml"
-    preset.write_text(PRESET)
-    played = tmp_path / "played.json"
+def perform(jack, args: list[str], steer) -> tuple[Receiver, str, float, dict[str, float]]:
+    """Run `sonify play ARGS` steered from a virtual controller port: once the melody's first
+    note arrives, ``steer(controller)`` sends its messages and returns the times it noted.
+    Gives the receiver (closed), sonify's stderr, the first note's arrival and those times."""
     mido = midi_module()
     controller = mido.open_output("knobs", virtual=True, client_name="controller")
-    cmd = [sys.executable, "-m", "sonify", "play", "Shall I compare thee", "--preset", str(preset), "--midi-out",
-           "--control-in", "controller:knobs", "--temp", "0", "--duration", "12", "--quiet", "--score-out", str(played)]  # fmt: skip
+    cmd = [sys.executable, "-m", "sonify", "play", *args, "--midi-out", "--control-in", "controller:knobs", "--quiet"]
     proc = subprocess.Popen(cmd, env=jack.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         receiver = Receiver("sonify:out")
         started = first_note(receiver, MELODY, proc)
-        time.sleep(4.5)
-        moved = time.monotonic()
-        controller.send(mido.Message("control_change", control=1, value=127))  # the mod wheel: temperature 2.0
-        controller.send(mido.Message("control_change", channel=3, control=20, value=127))  # mute the melody
+        times = steer(controller)
         _, stderr = proc.communicate(timeout=60)
         time.sleep(0.2)
         receiver.close()
@@ -69,6 +65,25 @@ def test_a_controller_raises_the_temperature_and_mutes_a_voice(jack, tmp_path):
         controller.close()
     assert proc.returncode == 0, stderr
     assert "2 control changes" in stderr, stderr
+    return receiver, stderr, started, times
+
+
+def test_a_controller_raises_the_temperature_and_mutes_a_voice(jack, tmp_path):
+    preset = tmp_path / "steer.toml"
+    preset.write_text(PRESET)
+    played = tmp_path / "played.json"
+    mido = midi_module()
+
+    def steer(controller) -> dict[str, float]:
+        time.sleep(4.5)
+        moved = time.monotonic()
+        controller.send(mido.Message("control_change", control=1, value=127))  # the mod wheel: temperature 2.0
+        controller.send(mido.Message("control_change", channel=3, control=20, value=127))  # mute the melody
+        return {"moved": moved}
+
+    args = ["Shall I compare thee", "--preset", str(preset), "--temp", "0", "--duration", "12", "--score-out", str(played)]
+    receiver, stderr, started, times = perform(jack, args, steer)
+    moved = times["moved"]
     bar = 4 * 60.0 / 120.0
     melody = [t for t, m in receiver.notes_on() if m.channel == MELODY]
     assert sum(1 for t in melody if t < moved) >= 4  # the melody played until the mute...
@@ -135,13 +150,8 @@ def test_a_tempo_cc_speeds_the_notes_and_a_preset_switch_waits_for_the_bar_line(
     trace = Trace({"model_sha256": shipped_calibration().model_sha256}, words).write(tmp_path / "t.trace.jsonl")
     played = tmp_path / "played.mid"
     mido = midi_module()
-    controller = mido.open_output("knobs", virtual=True, client_name="controller")
-    cmd = [sys.executable, "-m", "sonify", "play", "--trace", str(trace), "--preset", str(preset), "--midi-out",
-           "--control-in", "controller:knobs", "--quiet", "--score-out", str(played)]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=jack.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        receiver = Receiver("sonify:out")
-        started = first_note(receiver, MELODY, proc)
+
+    def steer(controller) -> dict[str, float]:
         time.sleep(4.0)
         faster = time.monotonic()
         controller.send(mido.Message("control_change", control=21, value=127))  # tempo 2x: 240 bpm
@@ -149,15 +159,11 @@ def test_a_tempo_cc_speeds_the_notes_and_a_preset_switch_waits_for_the_bar_line(
         switched = time.monotonic()
         controller.send(mido.Message("note_on", note=60, velocity=100))  # the other preset, at the next bar
         controller.send(mido.Message("note_off", note=60))
-        _, stderr = proc.communicate(timeout=60)
-        time.sleep(0.2)
-        receiver.close()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        controller.close()
-    assert proc.returncode == 0, stderr
-    assert "2 control changes" in stderr, stderr
+        return {"faster": faster, "switched": switched}
+
+    args = ["--trace", str(trace), "--preset", str(preset), "--score-out", str(played)]
+    receiver, stderr, started, times = perform(jack, args, steer)
+    faster, switched = times["faster"], times["switched"]
     notes = note_beats(played)
     tempo = tempo_map(played)
 
