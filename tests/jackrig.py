@@ -111,30 +111,39 @@ def run_on_jack(work) -> None:
 
 
 class JitterProbe:
-    """The machine's scheduling jitter, measured while a test runs: a thread of the test's
-    own process asks to wake every ``interval`` seconds and records how late each wake-up
-    comes. A loaded machine (or a busy GIL) delays the live player's threads the same way,
-    so a timing test allows for what this measured rather than for a guess."""
+    """The machine's scheduling jitter, measured while a test runs: on each CPU the test may
+    use, a thread of the test's own process pinned to that CPU asks to wake every
+    ``interval`` seconds and records how late each wake-up comes. A loaded machine (a hog,
+    a busy GIL, a virtual CPU the host holds back) delays the live player's and JACK's
+    threads the same way, so a timing test allows for what this measured rather than for a
+    guess. One probe per CPU, because a stall of one CPU is invisible to a thread that
+    happens to run on the other."""
 
     def __init__(self, interval: float = 0.001):
         self.interval = interval
-        self.late: list[tuple[float, float]] = []  # (time asked for, seconds late)
+        self.late: list[tuple[float, float]] = []  # (time asked for, seconds late), all CPUs
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="jitter-probe", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._run, args=(cpu,), name=f"jitter-probe-{cpu}", daemon=True)
+            for cpu in sorted(os.sched_getaffinity(0))
+        ]
 
-    def _run(self) -> None:
+    def _run(self, cpu: int) -> None:
+        os.sched_setaffinity(0, {cpu})  # 0: this thread alone
         while not self._stop.is_set():
             wanted = time.monotonic() + self.interval
             time.sleep(self.interval)
             self.late.append((wanted, max(time.monotonic() - wanted, 0.0)))
 
     def __enter__(self) -> JitterProbe:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        for thread in self._threads:
+            thread.join(timeout=5)
 
     def worst(self, start: float = float("-inf"), end: float = float("inf")) -> float:
         """The latest wake-up asked for between ``start`` and ``end`` (monotonic), seconds."""
