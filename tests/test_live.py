@@ -15,7 +15,7 @@ import pytest
 import scipy.signal
 import soundfile
 from interrupt import default_sigint, end_session, session_processes
-from jackrig import JitterProbe, Receiver, assert_all_notes_off, match_to_schedule, start_jack, stop_jack
+from jackrig import JitterProbe, Receiver, assert_all_notes_off, match_to_schedule
 from traces import generated
 
 from sonify import load_preset
@@ -27,16 +27,6 @@ from sonify.live.scheduler import Scheduler
 from sonify.music.mapping import make_score
 from sonify.synth.engine import SynthEngine
 from sonify.synth.master import Limiter
-
-
-@pytest.fixture(scope="module")
-def jack(tmp_path_factory):
-    proc, info = start_jack(tmp_path_factory.mktemp("jack"))
-    yield info
-    import sounddevice
-
-    sounddevice._terminate()  # PortAudio must let go of the server before it stops
-    stop_jack(proc)
 
 
 def voices(preset):

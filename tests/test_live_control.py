@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from jackrig import Receiver, assert_all_notes_off, note_beats, start_jack, stop_jack
+from jackrig import Receiver, assert_all_notes_off, note_beats
 
 from sonify.live.midi import midi_module
 
@@ -25,13 +25,6 @@ words_per_minute = 200.0
 [controls]
 cc20 = "mute.melody"
 """
-
-
-@pytest.fixture(scope="module")
-def jack(tmp_path_factory):
-    proc, info = start_jack(tmp_path_factory.mktemp("jack"))
-    yield info
-    stop_jack(proc)
 
 
 def first_note(receiver: Receiver, channel: int, proc: subprocess.Popen, timeout: float = 60.0) -> float:

@@ -10,21 +10,13 @@ import threading
 import time
 
 import numpy as np
-import pytest
-from jackrig import JitterProbe, Receiver, assert_all_notes_off, note_beats, start_jack, stop_jack
+from jackrig import JitterProbe, Receiver, assert_all_notes_off, note_beats
 
 from sonify import load_preset
 from sonify.live.midi import midi_module
 from sonify.pipeline import Length, OutputSettings, render
 
 TICKS = 24
-
-
-@pytest.fixture(scope="module")
-def jack(tmp_path_factory):
-    proc, info = start_jack(tmp_path_factory.mktemp("jack"))
-    yield info
-    stop_jack(proc)
 
 
 def lead(port, stop: threading.Event, tempo_at, sent: list[float]) -> None:
@@ -110,7 +102,6 @@ def test_play_follows_a_midi_clock_from_100_to_130_bpm(jack, tmp_path):
         f"{errors[worst] * 1e3:+.1f} ms where {allowed[worst] * 1e3:.1f} ms is allowed (a period and the machine's jitter)"
     )
     assert_all_notes_off(receiver.got)
-
 
 
 def test_clock_in_with_our_synth_says_why_not():

@@ -7,19 +7,11 @@ import subprocess
 import sys
 import time
 
-import pytest
-from jackrig import Receiver, assert_all_notes_off, start_jack, stop_jack
+from jackrig import Receiver, assert_all_notes_off
 
 from sonify.live.midi import midi_module
 from sonify.outputs.trace import Trace
 from sonify.pipeline import Length, OutputSettings, render
-
-
-@pytest.fixture(scope="module")
-def jack(tmp_path_factory):
-    proc, info = start_jack(tmp_path_factory.mktemp("jack"))
-    yield info
-    stop_jack(proc)
 
 
 def test_play_trace_plays_the_score_that_score_makes(jack, tmp_path):

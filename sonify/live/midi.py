@@ -54,7 +54,50 @@ def open_output(name: str | None):
     if name is None:
         return _opened(lambda: mido.open_output("out", virtual=True, client_name=VIRTUAL_PORT))
     hint = " (leave --midi-out without a name for a virtual port 'sonify')"
+    api = _rtmidi_api(mido)
+    if api is not None:
+        return _opened(lambda: RtMidiOutput(name, api, hint))
     return mido.open_output(_matching_port(_opened(mido.get_output_names), name, repr(name), "output", hint))
+
+
+def _rtmidi_api(mido) -> int | None:
+    """RtMidi's number for the API mido's backend uses, or None where the backend is not RtMidi.
+
+    With RtMidi, a port is looked up and opened through the one client that then keeps it:
+    mido's port lists open a client of their own (an input and an output) and close it at
+    once, and on a synchronous JACK server (-S) a client closed that soon after it started
+    can leave the server's graph waiting for it for good, every port silent."""
+    if not str(getattr(mido.backend, "name", "")).startswith("mido.backends.rtmidi"):
+        return None
+    import rtmidi
+
+    return getattr(rtmidi, f"API_{getattr(mido.backend, 'api', None)}", rtmidi.API_UNSPECIFIED)
+
+
+class RtMidiOutput:
+    """An RtMidi output port found and opened through one client (see ``_rtmidi_api``),
+    sending mido messages."""
+
+    def __init__(self, name: str, api: int, hint: str = ""):
+        import rtmidi
+
+        self._out = rtmidi.MidiOut(api)
+        try:
+            self.name = _matching_port(self._out.get_ports(), name, repr(name), "output", hint)
+            self._out.open_port(self._out.get_ports().index(self.name))
+        except BaseException:
+            self._out.delete()
+            raise
+        self.closed = False
+
+    def send(self, message) -> None:
+        self._out.send_message(message.bytes())
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._out.close_port()
+            self._out.delete()
 
 
 def open_input(name: str, option: str = "--clock-in"):
@@ -62,10 +105,10 @@ def open_input(name: str, option: str = "--clock-in"):
     callback (a ``MidiInput`` where mido's backend is RtMidi); ``option`` is the command-line
     option that named it, for the error."""
     mido = midi_module()
-    port = _matching_port(_opened(mido.get_input_names), name, f"{option} {name!r}", "input")
-    if not str(getattr(mido.backend, "name", "")).startswith("mido.backends.rtmidi"):
-        return mido.open_input(port)
-    return _opened(lambda: MidiInput(port, getattr(mido.backend, "api", None)))
+    api = _rtmidi_api(mido)
+    if api is not None:
+        return _opened(lambda: MidiInput(name, api, f"{option} {name!r}"))
+    return mido.open_input(_matching_port(_opened(mido.get_input_names), name, f"{option} {name!r}", "input"))
 
 
 class MidiInput:
@@ -83,13 +126,19 @@ class MidiInput:
     QUEUE = 4096  # messages the queue holds
     ANCHOR = 1.0  # seconds of messages that place JACK's clock on ours (see _arrival)
 
-    def __init__(self, name: str, api: str | None = None):
+    def __init__(self, name: str, api: int, label: str):
+        """The port ``name`` (exact, or a unique part of a name) of RtMidi's ``api``;
+        ``label`` names it in the error when no one port matches."""
         import rtmidi
 
-        self._in = rtmidi.MidiIn(getattr(rtmidi, f"API_{api}", rtmidi.API_UNSPECIFIED), queue_size_limit=self.QUEUE)
-        self._in.open_port(self._in.get_ports().index(name))
+        self._in = rtmidi.MidiIn(api, queue_size_limit=self.QUEUE)
+        try:
+            self.name = _matching_port(self._in.get_ports(), name, label, "input")
+            self._in.open_port(self._in.get_ports().index(self.name))
+        except BaseException:
+            self._in.delete()
+            raise
         self._in.ignore_types(sysex=False, timing=False, active_sense=True)
-        self.name = name
         self.callback: Callable | None = None
         self._since = 0.0  # JACK's time of the latest message, from the first
         self._offsets: deque[tuple[float, float]] = deque()  # (JACK time, taken at - JACK time), offsets ascending
@@ -137,6 +186,8 @@ def _opened(call):
     """``call()``, with MIDI that cannot start at all as one line that says what to do."""
     try:
         return call()
+    except SonifyError:
+        raise  # already says what to do (a port name that matches none, or several)
     except Exception as exc:
         raise SonifyError(
             f"cannot open MIDI ({type(exc).__name__}: {exc}); on Linux without ALSA MIDI, start a JACK server (jackd -d dummy)"
