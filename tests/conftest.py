@@ -70,6 +70,7 @@ def _jack_graph_intact(request, tmp_path_factory):
         time.sleep(SETTLE)  # a period given up as the last test's clients closed is logged by now
         if server.broken():
             restart_jack(server, tmp_path_factory.mktemp("jack"))
+        server.since = server.log_size()
     yield
 
 

@@ -27,6 +27,21 @@ class Jack:
     realtime: bool
     log: Path
     proc: subprocess.Popen | None = None
+    since: int = 0  # the size of the log when the running test began
+
+    def late_periods(self) -> float:
+        """The latest the server says one of its periods began during the running test
+        (its "XRun = N usec" lines), seconds: a message waiting for that period arrived
+        that much later, whatever the test's own threads saw."""
+        with self.log.open("rb") as log:
+            log.seek(self.since)
+            usecs = [int(x) for x in re.findall(rb"XRun = (\d+) usec", log.read())]
+        return max(usecs, default=0) * 1e-6
+
+    def delivery(self) -> float:
+        """How late the server may pass a message on: at the start of its next period,
+        and that period as late as the server says its periods came (``late_periods``)."""
+        return self.period_seconds + self.late_periods()
 
     def broken(self) -> bool:
         """Whether the synchronous server has given up a period waiting for a client: jack2

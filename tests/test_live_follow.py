@@ -91,7 +91,7 @@ def test_play_follows_a_midi_clock_from_100_to_130_bpm(jack, tmp_path):
         played_at = beat + shift
         if 4.0 <= played_at < 8.0 or played_at >= 12.0:  # one bar after the start, and one bar after the change
             # the grid there is drawn through ticks sent within a beat or so, each as late as the machine made it
-            allowed.append(jack.period_seconds + jitter.worst(at - 1.0, at))
+            allowed.append(jack.delivery() + jitter.worst(at - 1.0, at))
             errors.append(at - np.interp(played_at * TICKS, np.arange(ticks.size), ticks))
     assert 0 <= min(shifts) and max(shifts) <= held_beats and shifts == sorted(shifts), (shifts, held_beats, stderr)
     errors = np.array(errors)
