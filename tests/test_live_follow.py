@@ -134,7 +134,9 @@ class LinkLeader:
     """A second Link peer in this process: the session's leader, at ``bpm`` until ``change``
     is set, then from the bar after next at ``to`` bpm. ``grid`` gets (when, session beat)
     every millisecond or so, each placed in time between two clock readings 0.2 ms apart at
-    most: the session's beat grid, to measure sonify's onsets against."""
+    most: the session's beat grid, to measure sonify's onsets against. (Link gathers every
+    peer on the local network: another Link session running here would join this one, and
+    the test says so, from the peers sonify reports.)"""
 
     def __init__(self, bpm: float, to: float, quantum: int = 4):
         self.bpm, self.to, self.quantum = bpm, to, quantum
