@@ -1,6 +1,6 @@
 """Soak: a long live performance at constant cost. Does anything grow with the length?
 
-    python benchmarks/bench_live_soak.py [--tokens 20000] [--speed 20] [--preset default]
+    python benchmarks/bench_live_soak.py [--tokens 20000] [--speed 20] [--preset default] [--no-audio]
 
 Starts its own JACK server (dummy driver, 48 kHz, 256-frame periods, realtime if allowed)
 and drives the whole live path (the growing Score, the scheduler, our synth on live audio,
@@ -15,8 +15,14 @@ stopped as Ctrl-C stops it, mid-note. Prints, side by side:
   the machine does not count) over the tokens after the first 500 and over the last 1,000,
   and their ratio (goal <= 1.2);
 - the process's RSS after the first 500 tokens and at the end (goal: growth <= 50 MB);
-- MIDI note-ons that arrived more than one JACK period after their due time (goal 0);
-- xruns, holds, and notes left sounding after the stop (goal 0).
+- MIDI note-ons that arrived more than one JACK period after their due time (goal 0), each
+  timed on JACK's clock by a real input port (sonify's ``MidiInput``);
+- xruns, holds, the synth's render time a block, and notes left sounding after the stop (goal 0).
+
+``--no-audio`` leaves the synth out: the MIDI path alone. At ``--speed`` N the synth renders N
+times the notes a second of a performance; where that is more than the machine renders in
+time, its load delays the scheduler's thread too, and the late MIDI shows the synth's pace,
+not the MIDI path's.
 """
 
 from __future__ import annotations
@@ -70,6 +76,11 @@ def main() -> None:
     parser.add_argument("--preset", default="default")
     parser.add_argument("--block", type=int, default=256)
     parser.add_argument("--no-clock", action="store_true", help="send no MIDI clock")
+    parser.add_argument(
+        "--no-audio",
+        action="store_true",
+        help="leave our synth out (the MIDI path alone: at a pace the synth cannot render in time, its load makes MIDI late too)",
+    )
     args = parser.parse_args()
     if args.tokens < 2000:
         sys.exit("--tokens has to be at least 2000 (the figures compare token 500 on with the last 1000)")
@@ -81,7 +92,9 @@ def main() -> None:
 
 class Arrivals:
     """A real MIDI input's callback: note-on arrival times per (channel, pitch), in arrays
-    allocated up front, and which notes are still sounding (bounded)."""
+    allocated up front, and which notes are still sounding (bounded). The input is sonify's
+    own (``midi.MidiInput``): each arrival is timed on JACK's clock, not when a Python callback
+    in JACK's thread got the GIL (which would count the receiver's wait as the sender's lateness)."""
 
     def __init__(self, most: int):
         self.times = np.full(most, np.nan)
@@ -90,14 +103,13 @@ class Arrivals:
         self.sounding: dict[tuple[int, int], int] = {}
         self.all_off: set[int] = set()  # channels an All Notes Off (CC 123) came on
 
-    def __call__(self, message) -> None:
-        now = time.monotonic()
+    def __call__(self, message, now: float) -> None:
         if message.type == "note_on" and message.velocity > 0:
             key = (message.channel, message.note)
             self.sounding[key] = self.sounding.get(key, 0) + 1
             if self.count < len(self.times):
                 self.times[self.count] = now
-                self.keys[self.count] = message.channel * 128 + message.note
+                self.keys[self.count] = ident(message.channel, message.note, message.velocity)
             self.count += 1
         elif message.type in ("note_on", "note_off"):
             key = (message.channel, message.note)
@@ -119,7 +131,7 @@ def run(args, jack) -> None:
 
     from sonify import load_preset
     from sonify.live.audio import AudioOut
-    from sonify.live.midi import MidiOut, midi_module, open_output
+    from sonify.live.midi import MidiOut, open_input, open_output
     from sonify.live.player import LiveTiming, Player
     from sonify.live.scheduler import Scheduler
     from sonify.music.mapping import make_score
@@ -152,19 +164,23 @@ def run(args, jack) -> None:
     due_times, due_keys, scheduled = np.full(most, np.nan), np.full(most, -1, dtype=np.int64), [0]
 
     class CountingMidi(MidiOut):
-        """The real MIDI sink; only notes down when each note-on is due (the goal's reference)."""
+        """The real MIDI sink; only notes down when each note-on is due (the goal's reference).
+        Each note-on's velocity is a count (1 to 127 in turn), so that an arrival is matched to
+        its own note-on, not to the next one of its pitch when one was lost on the way."""
 
         def note_on(self, due, note):
             k = scheduled[0]
+            note = replace(note, velocity=1 + k % 127)
             if k < most:
-                due_times[k], due_keys[k] = due, note.channel * 128 + note.pitch
+                due_times[k], due_keys[k] = due, ident(note.channel, note.pitch, note.velocity)
             scheduled[0] += 1
             super().note_on(due, note)
 
     midi = CountingMidi(open_output(None), scheduler, {v.channel for v in voices}, keep=False)
     arrivals = Arrivals(most)
-    receiver = midi_module().open_input("sonify:out", callback=arrivals)
-    audio = AudioOut(preset.synth, preset.music.tempo, voices, block=args.block)
+    receiver = open_input("sonify:out", "the benchmark's receiver")
+    receiver.callback = arrivals
+    audio = None if args.no_audio else AudioOut(preset.synth, preset.music.tempo, voices, block=args.block)
     player = Player(
         preset, midi=midi, audio=audio, scheduler=scheduler, timing=LiveTiming(latency=0.3, clock=not args.no_clock, keep=False)
     )
@@ -192,7 +208,8 @@ def run(args, jack) -> None:
     period = jack.period_seconds
     late_notes = int(np.sum(errors > period))
 
-    print(f"JACK dummy, 48 kHz, period {jack.period} ({period * 1000:.2f} ms), realtime {jack.realtime}; audio blocks {args.block}")
+    blocks = "no audio" if audio is None else f"audio blocks {args.block}"
+    print(f"JACK dummy, 48 kHz, period {jack.period} ({period * 1000:.2f} ms), realtime {jack.realtime}; {blocks}")
     print(
         f"{args.preset} preset at {args.speed:g}x ({preset.music.tempo:g} bpm, {preset.timing.words_per_minute:g} words a minute), "
         f"MIDI clock {'off' if args.no_clock else 'on'}: {report.tokens} tokens in {wall:.1f} s wall "
@@ -204,11 +221,19 @@ def run(args, jack) -> None:
     print(f"{'RSS (MB; at start ' + f'{rss_start:.0f}' + ')':34s}{rss_500:17.1f}{rss_end:12.1f}{rss_end - rss_500:+8.1f}   growth <= 50 MB")
     worst = float(np.nanmax(errors)) * 1000 if errors.size else math.nan
     print(
-        f"MIDI note-ons later than one period: {late_notes} of {errors.size} (worst {worst:+.2f} ms; goal 0); "
+        f"MIDI note-ons later than one period: {late_notes} of {errors.size} "
+        f"(median {np.median(errors) * 1000:+.2f} ms, p99 {np.percentile(errors, 99) * 1000:+.2f}, worst {worst:+.2f}; goal 0); "
         f"{lost} due before the stop never arrived"
     )
     print(f"scheduler: {scheduler.calls} calls, worst {scheduler.worst * 1000:.2f} ms late")
-    print(f"xruns: {report.xruns} ({audio.starved} blocks not rendered in time); holds: {report.holds} ({report.held_seconds:.2f} s)")
+    starved = "no audio" if audio is None else f"{audio.starved} blocks not rendered in time"
+    print(f"xruns: {report.xruns} ({starved}); holds: {report.holds} ({report.held_seconds:.2f} s)")
+    if audio is not None:
+        render = np.array(audio.render_busy) * 1000  # the latest blocks' render times (a bounded window)
+        print(
+            f"audio render over the last {render.size} blocks: median {np.median(render):.2f} ms, "
+            f"p99 {np.percentile(render, 99):.2f}, max {render.max():.2f} (a block lasts {args.block / audio.sample_rate * 1000:.2f} ms)"
+        )
     print(
         f"notes left sounding after the stop: {arrivals.hanging()} (goal 0; {arrivals.unended()} note-ons without a note-off, "
         f"All Notes Off on every channel that played: {set(arrivals.all_off) >= {v.channel for v in voices}}); "
@@ -216,8 +241,13 @@ def run(args, jack) -> None:
     )
 
 
+def ident(channel: int, pitch: int, velocity: int) -> int:
+    """One number for a note-on's channel, pitch and velocity (the matching key)."""
+    return (channel * 128 + pitch) * 128 + velocity
+
+
 def match(times: np.ndarray, keys: np.ndarray, due_times: np.ndarray, due_keys: np.ndarray) -> tuple[np.ndarray, int]:
-    """Arrival minus due time of each arrived note-on, matched in order per (channel, pitch);
+    """Arrival minus due time of each arrived note-on, matched in order per (channel, pitch, velocity);
     a scheduled note-on more than ``WINDOW`` older than the next arrival of its pitch never
     arrived (an xrun drops events): it is counted as lost, not matched. Returns (errors, lost)."""
     order = np.argsort(due_times, kind="stable")

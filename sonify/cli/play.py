@@ -66,6 +66,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="PORT",
         help="follow the MIDI clock arriving on this input (24 a beat): start on its Start, keep to its beat, end on its Stop (MIDI, OSC and page outputs)",
     )
+    timing.add_argument(
+        "--link",
+        action="store_true",
+        help="join the Ableton Link session on the local network: keep to its tempo and beat, starting on its next bar "
+        "(the preset's bar is the quantum; MIDI, OSC and page outputs; needs pip install 'sonify[link]')",
+    )
     play.add_argument(
         "--control-in",
         metavar="PORT",
@@ -164,8 +170,9 @@ def _switch_presets(args: argparse.Namespace, steering) -> None:
 
     steering.presets = {n: load_preset(n) for n in names}
     tempo = [f"{b.kind}{b.number}" for b in steering.bindings.values() if b.param == "tempo"]
-    if tempo and args.clock_in is not None:
-        print(f"--clock-in: the leader sets the tempo; the tempo control ({', '.join(tempo)}) is ignored", file=sys.stderr)
+    leader = "--clock-in" if args.clock_in is not None else "--link" if args.link else None
+    if tempo and leader:
+        print(f"{leader}: the leader sets the tempo; the tempo control ({', '.join(tempo)}) is ignored", file=sys.stderr)
 
 
 def _model_for_play(args: argparse.Namespace, preset, lost: list, steering=None):
@@ -259,6 +266,16 @@ def run_play(args: argparse.Namespace) -> int:
         raise SonifyError(
             "--clock-in follows a MIDI clock with the MIDI, OSC and page outputs; our synth (--audio) keeps its own time"
         )
+    if args.link:
+        if args.clock_in is not None:
+            raise SonifyError("follow one leader: --link or --clock-in, not both")
+        if args.audio:
+            raise SonifyError(
+                "--link follows a Link session with the MIDI, OSC and page outputs; our synth (--audio) keeps its own time"
+            )
+        from ..live.link import require_aalink
+
+        require_aalink()
     for path in args.score_out:
         if Path(path).suffix.lower() not in (".mid", ".json"):
             raise SonifyError(f"--score-out {path}: write .mid (MIDI file) or .json (transcript)")
@@ -301,6 +318,13 @@ def run_play(args: argparse.Namespace) -> int:
             follower.listen(port)
             scheduler = FollowingScheduler(follower, scheduler)
             print(f"following the MIDI clock on {args.clock_in}: waiting for its Start", file=sys.stderr)
+        if args.link:
+            from ..live.follow import FollowingScheduler
+            from ..live.link import LinkFollower
+
+            # Link looks for the session's peers while the outputs open; ``join`` chooses beat 0.
+            follower = LinkFollower(preset.music.tempo, preset.music.time_signature[0])
+            scheduler = FollowingScheduler(follower, scheduler)
         if steering is not None:
             from ..live.midi import open_input
 
@@ -338,6 +362,10 @@ def run_play(args: argparse.Namespace) -> int:
         player = Player(preset, midi=midi, audio=audio, osc=osc, view=view, page=page, scheduler=scheduler, timing=timing)
         if follower is not None:  # the leader's Stop ends the performance, every note silenced
             threading.Thread(target=_stop_on, args=(follower.stopped, player.stop_request), daemon=True).start()
+        if args.link:
+            follower.join()
+            peers = f"{follower.peers} other peer{'s' if follower.peers != 1 else ''}" if follower.peers else "no other peer yet"
+            print(f"joined the Link session ({peers}, {follower.tempo:g} bpm): starting on its next bar", file=sys.stderr)
         report = player.play(frames, calibration)
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -31,11 +31,14 @@ class Leader:
     (``beat_now``, ``time_of_beat``, given by a subclass), and the player's nominal time on it.
 
     ``bpm`` is the preset's tempo: a nominal time ``origin + s`` is beat ``s * bpm / 60``.
-    ``started`` is set once beat 0 is known; ``stopped`` when the leader stops the music."""
+    ``started`` is set once beat 0 is known; ``stopped`` when the leader stops the music.
+    A player that falls behind holds ``hold_beats`` beats at a time (or a multiple), so that
+    its music stays on the leader's grid: a beat for a MIDI clock, a bar for a Link session."""
 
     def __init__(self, bpm: float, origin: float | None = None):
         self.bpm = bpm
         self.origin = time.monotonic() if origin is None else origin
+        self.hold_beats = 1.0
         self.started = threading.Event()
         self.stopped = threading.Event()
 

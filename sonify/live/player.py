@@ -64,7 +64,7 @@ class LiveTiming:
     is extended before the mapping waits for playback to catch up. With ``keep`` the report
     holds the whole Score and the schedule of MIDI notes (they grow with the performance);
     without it the memory stays bounded however long it plays. With ``follow`` the
-    performance keeps to a leader's tempo map (an incoming MIDI clock): it
+    performance keeps to a leader's tempo map (an incoming MIDI clock, a Link session): it
     starts on the leader's beat 0, every event
     falls on the leader's beat grid (the sinks' scheduler has to be a
     ``follow.FollowingScheduler``), and no clock is sent. With ``steering`` a controller
@@ -293,9 +293,9 @@ class Player:
         soonest = self._now() + self.lead
         if due < soonest:
             held = soonest - due
-            if self.follow is not None:  # whole beats: the music stays on the leader's grid
-                beat = 60.0 / self.preset.music.tempo
-                held = math.ceil(held / beat - 1e-9) * beat
+            if self.follow is not None:  # whole beats (or bars): the music stays on the leader's grid
+                step = self.follow.hold_beats * 60.0 / self.follow.bpm
+                held = math.ceil(held / step - 1e-9) * step
             report.holds += 1
             report.held_seconds += held
             offset += held
