@@ -39,7 +39,8 @@ class _Run:
 
 def blas_info() -> dict:
     """The BLAS library NumPy uses and its thread count: a float sum's order, and so the
-    trace's last digits, may depend on them (recorded in the trace header)."""
+    trace's last digits, may depend on them (recorded in the trace header, with
+    ``step_threads`` where decoding steps run on one thread whatever the count)."""
     from threadpoolctl import threadpool_info
 
     pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
@@ -164,7 +165,7 @@ class Engine:
             "layers": m.arch.num_layers,
             "heads": m.arch.num_heads,
             "vocab_size": m.arch.vocab_size,
-            "blas": blas_info(),
+            "blas": {**blas_info(), **({"step_threads": 1} if getattr(m.decoder, "step_threads", None) else {})},
             "mode": mode,
             **info,
         }
