@@ -335,7 +335,7 @@ class NumpyDecoder:
             values[:, pos] = qkv[k_end:].reshape(kv_heads, hd)
             p = probs[layer_index].reshape(kv_heads, rep, end)
             np.matmul(qk[:heads].reshape(kv_heads, rep, hd), keys[:, :end].transpose(0, 2, 1), out=p)
-            p -= p.max(-1, keepdims=True)
+            p -= np.maximum.reduce(p, axis=-1, keepdims=True)  # the ufunc: ndarray.max costs more Python
             np.exp(p, out=p)
             p /= np.add.reduce(p, axis=-1, keepdims=True)
             attended = (p @ values[:, :end]).reshape(heads * hd)  # kv-head-major is head order
@@ -372,7 +372,7 @@ class NumpyDecoder:
         visible = probs[..., 0, :]
         head_entropy = np.add.reduce(entr(visible), axis=-1) * np.float32(1.0 / math.log(end) if end > 1 else 1.0)
         head_distance = np.float32(pos) - visible @ self._key_positions[:end]
-        head_focus = visible.max(-1)
+        head_focus = np.maximum.reduce(visible, axis=-1)
         norms = np.sqrt(np.vecdot(residuals[1:, 0], residuals[1:, 0]))
         update = residuals[1:, 0] - residuals[:-1, 0]
         updates = np.sqrt(np.vecdot(update, update))
