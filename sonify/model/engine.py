@@ -9,6 +9,7 @@ newest three quarters of the window are kept, re-encoded, and the run goes on.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -39,7 +40,8 @@ class _Run:
 
 def blas_info() -> dict:
     """The BLAS library NumPy uses and its thread count: a float sum's order, and so the
-    trace's last digits, may depend on them (recorded in the trace header)."""
+    trace's last digits, may depend on them (recorded in the trace header, with
+    ``step_threads`` where decoding steps run on one thread whatever the count)."""
     from threadpoolctl import threadpool_info
 
     pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
@@ -164,7 +166,7 @@ class Engine:
             "layers": m.arch.num_layers,
             "heads": m.arch.num_heads,
             "vocab_size": m.arch.vocab_size,
-            "blas": blas_info(),
+            "blas": {**blas_info(), **({"step_threads": 1} if getattr(m.decoder, "step_threads", None) else {})},
             "mode": mode,
             **info,
         }
@@ -219,6 +221,11 @@ class Engine:
         """Stop at the first token whose logits or activations hold NaN or infinity.
 
         Such numbers would flow into the music as noise and into the trace as invalid JSON."""
+        checked = (out.logits, out.final_hidden, out.layer_norm, out.layer_update)
+        # One sum per array first: a finite sum means finite entries. A sum can also overflow
+        # from large finite entries, so a non-finite one sends the arrays to the exact check.
+        if all(math.isfinite(np.add.reduce(a, axis=None)) for a in checked):
+            return
         rows = out.logits.shape[0]
         fine = np.isfinite(out.logits).all(-1) & np.isfinite(out.final_hidden).reshape(rows, -1).all(-1)
         fine &= np.isfinite(out.layer_norm).all(0) & np.isfinite(out.layer_update).all(0)

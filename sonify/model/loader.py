@@ -149,7 +149,8 @@ def load_model(
     """Load a checkpoint (``None``: the default model shipped with sonify).
 
     ``window`` caps the context the model sees (default: the model's own, at most
-    2048 tokens); longer texts slide through it. ``threads`` limits BLAS threads.
+    2048 tokens); longer texts slide through it. ``threads`` limits BLAS threads (default:
+    the library's count, and one thread for the NumPy backend's single-token steps).
     """
     if window is not None and window < 8:
         raise SonifyError(f"window has to be at least 8 tokens, but is {window}")
@@ -172,5 +173,5 @@ def load_model(
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(limits=threads, user_api="blas")
-    decoder = create_decoder(backend, arch, weights, min(arch.max_positions, window or DEFAULT_WINDOW))
+    decoder = create_decoder(backend, arch, weights, min(arch.max_positions, window or DEFAULT_WINDOW), threads)
     return LanguageModel(_model_name(folder), folder, config, arch, tokenizer, decoder, tensors, uses_bos=uses_bos)

@@ -2,7 +2,9 @@
 
 Attention probabilities of every layer are written into one (layers, heads, queries,
 keys) buffer, so the telemetry is reduced with a handful of stacked array operations per
-forward call instead of per-layer Python work.
+forward call instead of per-layer Python work. A single token (the decoding step) takes
+a path of its own: vectors instead of (1, n) rows, a few array operations per layer, and
+BLAS on one thread (see :class:`StepThreads`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import expit
+from scipy.special import entr, expit
 
 from ..families.common import Architecture, DecoderWeights
 from ..profile import no_clock
@@ -95,12 +97,13 @@ def _fold_into_matrices(arch: Architecture, weights: DecoderWeights) -> None:
 
 
 def _streaming_layout(matrix: np.ndarray) -> np.ndarray:
-    """The (in, out) matrix in the memory order BLAS's matrix-vector product streams
-    fastest, which depends on its shape: measured on GPT-2 and SmolLM shapes, a matrix
-    with fewer outputs than inputs (the attention output, the MLP's down projection)
-    read ~25 % faster as dot products over (out, in) rows, a wider one ~25 % faster
-    as (in, out) rows. Shapes alone decide, so a model always gets the same results."""
-    rows_out = matrix.shape[0] >= matrix.shape[1]
+    """The (in, out) matrix in the memory order BLAS's one-thread matrix-vector product
+    streams fastest, which depends on its shape: measured on GPT-2, SmolLM and the
+    default model's shapes, a matrix with fewer outputs than inputs (the MLP's down
+    projection) read ~20 % faster as dot products over (out, in) rows, a square or wider
+    one 20-45 % faster as (in, out) rows. Shapes alone decide, so a model always gets
+    the same results."""
+    rows_out = matrix.shape[0] > matrix.shape[1]
     if rows_out and not matrix.T.flags.c_contiguous:
         return np.ascontiguousarray(matrix.T).T
     if not rows_out and not matrix.flags.c_contiguous:
@@ -120,18 +123,60 @@ def _linear(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray
     return y
 
 
+# Forward calls of at most this many tokens run BLAS on one thread (see StepThreads).
+STREAMING_TOKENS = 16
+
+
+class StepThreads:
+    """Runs a short forward call with NumPy's BLAS on one thread, then restores its count.
+
+    A decoding step's products stream each weight once (a few MB per matrix) and do little
+    arithmetic per byte; on a 2-core machine with other work running, a second BLAS thread
+    is often descheduled and every product waits for it: measured on the default model,
+    84 tokens/s with two threads against 384 with one, and on GPT-2's shapes one thread
+    streamed 15-22 GB/s where two gave 1-10. A call of up to ``STREAMING_TOKENS`` (a
+    prompt) is as bound by reading the weights; a longer one (reading a text 64 tokens at
+    a time) multiplies matrices, where threads pay, and keeps the pool's count. The
+    thread count a call gets depends on its length alone, so results are the same from
+    run to run.
+    """
+
+    def __init__(self) -> None:
+        from threadpoolctl import ThreadpoolController
+
+        pools = ThreadpoolController().select(user_api="blas").lib_controllers
+        # NumPy's own BLAS (the one the model's products use), not SciPy's or torch's.
+        self._pools = [p for p in pools if "numpy" in str(p.filepath)] or pools[:1]
+
+    def __enter__(self) -> list[int]:
+        counts = [p.get_num_threads() for p in self._pools]
+        for pool in self._pools:
+            pool.set_num_threads(1)
+        self._counts = counts
+        return counts
+
+    def __exit__(self, *exc: object) -> None:
+        for pool, count in zip(self._pools, self._counts):
+            pool.set_num_threads(count)
+
+
 class NumpyDecoder:
-    """One model's forward pass in NumPy; see :class:`sonify.model.backends.base.DecoderOutput`."""
+    """One model's forward pass in NumPy; see :class:`sonify.model.backends.base.DecoderOutput`.
+
+    ``one_thread_steps``: run single-token steps with BLAS on one thread (see
+    :class:`StepThreads`); off when the caller chose a thread count for everything."""
 
     name = "numpy"
 
-    def __init__(self, arch: Architecture, weights: DecoderWeights, window: int):
+    def __init__(self, arch: Architecture, weights: DecoderWeights, window: int, one_thread_steps: bool = True):
         self.arch = arch
         self.weights = weights
         self.window = window
         self._norm = _layer_norm if arch.norm == "layernorm" else _rms_norm
         _fold_into_matrices(arch, weights)
         self.clock = no_clock  # a PhaseClock to profile (see sonify.model.profile)
+        self.step_threads = StepThreads() if one_thread_steps else None
+        self._key_positions = np.arange(window, dtype=np.float32)
         if arch.position == "rope":
             cos, sin = rope_tables(arch.inv_freq(), window)
             self._cos, self._sin = np.concatenate([cos, cos], axis=1), np.concatenate([-sin, sin], axis=1)
@@ -150,11 +195,20 @@ class NumpyDecoder:
 
     def forward(self, token_ids: np.ndarray, cache: KVCache, details: bool = False) -> DecoderOutput:
         """Run ``token_ids`` (appended after the cached tokens) through the model."""
+        n_tok = len(token_ids)
+        if cache.length + n_tok > self.window:
+            raise ValueError(f"{cache.length + n_tok} tokens exceed the window of {self.window}")
+        if self.step_threads is None or n_tok > STREAMING_TOKENS:
+            return self._forward(token_ids, cache, details)
+        with self.step_threads:
+            return self._forward(token_ids, cache, details)
+
+    def _forward(self, token_ids: np.ndarray, cache: KVCache, details: bool) -> DecoderOutput:
+        if len(token_ids) == 1:
+            return self._step(int(token_ids[0]), cache, details)
         arch, w = self.arch, self.weights
         n_tok, start = len(token_ids), cache.length
         end = start + n_tok
-        if end > self.window:
-            raise ValueError(f"{end} tokens exceed the window of {self.window}")
         heads, kv_heads, hd = arch.num_heads, arch.num_kv_heads, arch.head_dim
         rep, eps = heads // kv_heads, arch.norm_eps
         q_end, k_end = heads * hd, (heads + kv_heads) * hd
@@ -231,6 +285,106 @@ class NumpyDecoder:
             head_focus=head_focus,
             layer_norm=norms[1:],
             layer_update=updates,
+            attention=probs if details else None,
+            hidden_states=residuals if details else None,
+        )
+
+    def _step(self, token: int, cache: KVCache, details: bool) -> DecoderOutput:
+        """:meth:`forward` for one token: the same computation on vectors, with the
+        per-layer work cut to a few array operations (on a small model the step is
+        mostly Python's time per operation, not arithmetic)."""
+        arch, w = self.arch, self.weights
+        pos = cache.length
+        end = pos + 1
+        heads, kv_heads, hd = arch.num_heads, arch.num_kv_heads, arch.head_dim
+        rep, eps, inv_n = heads // kv_heads, arch.norm_eps, 1.0 / arch.hidden_size
+        k_end = (heads + kv_heads) * hd
+        layernorm, rope, swiglu = arch.norm == "layernorm", arch.position == "rope", arch.mlp == "swiglu"
+        inner = arch.intermediate_size
+
+        lap = self.clock
+        residuals = np.empty((arch.num_layers + 1, 1, arch.hidden_size), dtype=np.float32)
+        x = residuals[0, 0]
+        np.copyto(x, w.embed[token])
+        if w.positions is not None:
+            x += w.positions[pos]
+        probs = np.empty((arch.num_layers, heads, 1, end), dtype=np.float32)
+        if rope:
+            cos, sin = self._cos[pos], self._sin[pos]
+        lap("embed")
+
+        def normed(x: np.ndarray) -> np.ndarray:
+            # The scale as a Python float: one array operation instead of five.
+            if layernorm:
+                centred = x - np.float32(float(np.add.reduce(x)) * inv_n)
+                return centred * np.float32(1.0 / math.sqrt(float(np.dot(centred, centred)) * inv_n + eps))
+            return x * np.float32(1.0 / math.sqrt(float(np.dot(x, x)) * inv_n + eps))
+
+        for layer_index, layer in enumerate(w.layers):
+            h = normed(x)  # gain and bias are folded into layer.qkv
+            lap("norms")
+            qkv = h @ layer.qkv
+            if layer.qkv_bias is not None:
+                qkv += layer.qkv_bias
+            lap("qkv")
+            qk = qkv[:k_end].reshape(heads + kv_heads, hd)
+            if rope:  # queries and keys rotated together, in one call
+                qk = qk * cos + qk[:, self._swap_halves] * sin
+            keys, values = cache.keys[layer_index], cache.values[layer_index]
+            keys[:, pos] = qk[heads:]
+            values[:, pos] = qkv[k_end:].reshape(kv_heads, hd)
+            p = probs[layer_index].reshape(kv_heads, rep, end)
+            np.matmul(qk[:heads].reshape(kv_heads, rep, hd), keys[:, :end].transpose(0, 2, 1), out=p)
+            p -= np.maximum.reduce(p, axis=-1, keepdims=True)  # the ufunc: ndarray.max costs more Python
+            np.exp(p, out=p)
+            p /= np.add.reduce(p, axis=-1, keepdims=True)
+            attended = (p @ values[:, :end]).reshape(heads * hd)  # kv-head-major is head order
+            lap("attention")
+            x = np.add(x, attended @ layer.out, out=residuals[layer_index + 1, 0])  # the next residual
+            if layer.out_bias is not None:
+                x += layer.out_bias
+            lap("out proj")
+            h = normed(x)  # folded into layer.up
+            lap("norms")
+            u = h @ layer.up
+            if layer.up_bias is not None:
+                u += layer.up_bias
+            lap("mlp up")
+            if swiglu:
+                gate = u[:inner]
+                act = expit(gate)
+                act *= gate
+                act *= u[inner:]
+            else:
+                act = _gelu_tanh(u)
+            lap("mlp act")
+            x += act @ layer.down
+            if layer.down_bias is not None:
+                x += layer.down_bias
+            lap("mlp down")
+        cache.length = end
+
+        final = self._norm(residuals[-1], w.final_norm, w.final_norm_bias, eps)
+        logits = (final[0] @ w.lm_head)[None]
+        lap("head")
+
+        # Telemetry over all layers and heads at once: (layers, heads, 1).
+        visible = probs[..., 0, :]
+        head_entropy = np.add.reduce(entr(visible), axis=-1) * np.float32(1.0 / math.log(end) if end > 1 else 1.0)
+        head_distance = np.float32(pos) - visible @ self._key_positions[:end]
+        head_focus = np.maximum.reduce(visible, axis=-1)
+        norms = np.sqrt(np.vecdot(residuals[1:, 0], residuals[1:, 0]))
+        update = residuals[1:, 0] - residuals[:-1, 0]
+        updates = np.sqrt(np.vecdot(update, update))
+        lap("telemetry")
+        return DecoderOutput(
+            logits=logits,
+            final_hidden=final,
+            head_entropy=head_entropy[..., None],
+            head_distance=head_distance[..., None],
+            head_focus=head_focus[..., None],
+            layer_norm=norms[:, None],
+            layer_update=updates[:, None],
             attention=probs if details else None,
             hidden_states=residuals if details else None,
         )
