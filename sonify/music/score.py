@@ -1,9 +1,10 @@
 """The Score: the timed musical events a preset makes of a trace.
 
 Every sink (MIDI file, synthesizer, live port, transcript) plays the same Score, so they
-agree on what sounds when. Events are small frozen dataclasses; times are given both in
-seconds and in beats of the Score's tempo map. ``token`` ties each event to the index of
-the frame that caused it.
+agree on what sounds when. Events are small frozen dataclasses with slots (a piece holds
+several per token: an hour's Score should not carry a dict per event); times are given
+both in seconds and in beats of the Score's tempo map. ``token`` ties each event to the
+index of the frame that caused it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Tempo:
     """From ``beat`` (at ``time`` seconds) on, the tempo is ``bpm`` quarter notes a minute."""
 
@@ -22,7 +23,7 @@ class Tempo:
     bpm: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Note:
     time: float
     duration: float
@@ -35,7 +36,7 @@ class Note:
     token: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Control:
     """A continuous signal as a MIDI control change (``value`` 0..127)."""
 
@@ -48,7 +49,7 @@ class Control:
     token: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Cue:
     """When a token's text is shown or heard: from ``time`` for ``duration`` seconds."""
 
@@ -61,7 +62,7 @@ class Cue:
     entropy: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Placed:
     """A unit of the text (a word, or a run of art) where it sounds: from ``time`` for
     ``duration`` seconds, in ``line``, ``stanza`` and ``section`` of the text; ``tokens``
@@ -81,7 +82,7 @@ class Placed:
     ends_line: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Mark:
     """A boundary of the form: ``kind`` "stanza" (a blank line) or "section" (after a
     heading, whose text is ``label``; the section plays in ``key``)."""
@@ -94,7 +95,7 @@ class Mark:
     key: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rest:
     """A silence in the melody, with why: a line end, a stanza break or the end of the text."""
 
