@@ -10,6 +10,7 @@ index of the frame that caused it.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -171,14 +172,17 @@ class TempoMap:
 class Score:
     """A piece: time-sorted notes, controls, cues and rests, a tempo map and its voices.
 
+    The events are sequences: tuples, or (from the mapping) ``EventTable``s that hold them
+    by column and equal the tuples of the same events.
+
     ``end`` is when the music ends, in seconds (the last rest included); a synthesizer
     renders its tail after that.
     """
 
-    notes: tuple[Note, ...]
-    controls: tuple[Control, ...]
-    cues: tuple[Cue, ...]
-    rests: tuple[Rest, ...]
+    notes: Sequence[Note]
+    controls: Sequence[Control]
+    cues: Sequence[Cue]
+    rests: Sequence[Rest]
     tempo: TempoMap
     time_signature: tuple[int, int]
     voices: tuple[VoiceInfo, ...]
@@ -186,8 +190,8 @@ class Score:
     key: str = "C"
     scale: str = "major"
     preset: str = "default"
-    units: tuple[Placed, ...] = ()
-    marks: tuple[Mark, ...] = ()
+    units: Sequence[Placed] = ()
+    marks: Sequence[Mark] = ()
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def voice(self, name: str) -> VoiceInfo:
@@ -230,13 +234,22 @@ class Score:
         return tuple(u for u in self.units if u.kind == "word")
 
 
-def sort_notes(notes: list[Note]) -> tuple[Note, ...]:
+def note_order(n: Note) -> tuple:
     """Notes in a fixed order: by time, then voice, pitch and token (ties never reorder)."""
-    return tuple(sorted(notes, key=lambda n: (n.time, n.voice, n.pitch, n.token)))
+    return (n.time, n.voice, n.pitch, n.token)
+
+
+def control_order(c: Control) -> tuple:
+    return (c.time, c.voice, c.controller, c.token)
+
+
+def sort_notes(notes: list[Note]) -> tuple[Note, ...]:
+    """Notes in ``note_order``."""
+    return tuple(sorted(notes, key=note_order))
 
 
 def sort_controls(controls: list[Control]) -> tuple[Control, ...]:
-    return tuple(sorted(controls, key=lambda c: (c.time, c.voice, c.controller, c.token)))
+    return tuple(sorted(controls, key=control_order))
 
 
 @dataclass
