@@ -16,9 +16,11 @@ to the system.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import fields
 from typing import Any, Generic, TypeVar, overload
+
+import numpy as np
 
 T = TypeVar("T")
 EXACT = 2**53  # ints below this in size are exact as doubles
@@ -121,6 +123,17 @@ class EventTable(Sequence[T], Generic[T]):
     def __len__(self) -> int:
         return self._length
 
+    def _sort_key(self, name: str) -> np.ndarray | None:
+        """The field ``name`` as an array that sorts as its values do (strings by their rank
+        among the column's distinct ones); None for a column of mixed objects."""
+        column = self._columns[self._names.index(name)]
+        if isinstance(column, _Numbers):
+            return np.frombuffer(column.values, dtype=np.float64)
+        if isinstance(column, _Texts):
+            rank = {v: r for r, v in enumerate(sorted({column[i] for i in range(self._length)}))}
+            return np.fromiter((rank[column[i]] for i in range(self._length)), dtype=np.int64, count=self._length)
+        return None if self._length else np.zeros(0)
+
     @overload
     def __getitem__(self, index: int) -> T: ...
 
@@ -149,8 +162,26 @@ class EventTable(Sequence[T], Generic[T]):
         return f"EventTable({self._kind.__name__}, {self._length} events)"
 
 
-def sorted_table(kind: type[T], events: Iterable[T], key: Callable[[T], Any]) -> EventTable[T]:
-    """``events`` in the order of ``key`` (ties keep their order, as ``sorted`` does), as a table."""
+def sorted_table(kind: type[T], events: Iterable[T], by: tuple[str, ...]) -> EventTable[T]:
+    """``events`` ordered by the fields ``by`` (the first deciding, ties keep their order, as
+    ``sorted`` with that key does), as a table. Sorted column by column: the keys are not
+    made into one tuple an event (all of them would be alive at once, at the end of a piece)."""
     table = EventTable(kind, events)
-    order = sorted(range(len(table)), key=lambda i: key(table[i]))
-    return EventTable(kind, (table[i] for i in order))
+    n = len(table)
+    keys = [table._sort_key(name) for name in reversed(by)]  # np.lexsort: the last key decides first
+    if any(k is None for k in keys):  # a column of mixed objects: the tuples after all
+        order: Iterable[int] = sorted(range(n), key=lambda i: tuple(getattr(table[i], name) for name in by))
+    else:
+        order = np.lexsort(keys) if n else ()  # type: ignore[arg-type]
+    out = EventTable(kind)
+    out._columns = [type(c)() if c is not None else None for c in table._columns]
+    for j, column in enumerate(table._columns):
+        target = out._columns[j]
+        if isinstance(column, _Numbers):
+            target.values.frombytes(np.frombuffer(column.values, dtype=np.float64)[np.asarray(order, dtype=np.intp)].tobytes())
+            target.ints.frombytes(np.frombuffer(column.ints, dtype=np.int8)[np.asarray(order, dtype=np.intp)].tobytes())
+        elif column is not None:
+            for i in order:
+                target.append(column[int(i)])
+    out._length = n
+    return out

@@ -30,7 +30,7 @@ from .held import DronePart, LayersPart
 from .melody import MelodyPart
 from .part import Heard, Key, Mapped, Part, home_key
 from .preset import Preset, Voice
-from .score import Control, Cue, Mark, Note, Placed, Release, Rest, Score, TempoMap, VoiceInfo, control_order, note_order
+from .score import CONTROL_ORDER, NOTE_ORDER, Control, Cue, Mark, Note, Placed, Release, Rest, Score, TempoMap, VoiceInfo
 from .texture import TexturePart
 from .timing import PaceClock
 from .units import LineEnd, SectionStart, Segmenter, StanzaBreak, Unit
@@ -328,10 +328,10 @@ def assemble(mapper: Mapper, total: Release) -> Score:
     """The Score of everything ``mapper`` released (``total``: the releases collected), its
     events held by column (``EventTable``), so a long piece's Score stays small."""
     return Score(
-        notes=sorted_table(Note, itertools.chain(total.notes, total.closed), note_order),
-        controls=sorted_table(Control, total.controls, control_order),
-        cues=sorted_table(Cue, total.cues, lambda c: (c.time, c.token)),
-        rests=sorted_table(Rest, total.rests, lambda r: (r.time, r.token)),
+        notes=sorted_table(Note, itertools.chain(total.notes, total.closed), NOTE_ORDER),
+        controls=sorted_table(Control, total.controls, CONTROL_ORDER),
+        cues=sorted_table(Cue, total.cues, ("time", "token")),
+        rests=sorted_table(Rest, total.rests, ("time", "token")),
         tempo=mapper.tempo,
         time_signature=mapper.preset.music.time_signature,
         voices=mapper.voices(),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from operator import attrgetter
 from typing import Any
 
 
@@ -234,22 +235,17 @@ class Score:
         return tuple(u for u in self.units if u.kind == "word")
 
 
-def note_order(n: Note) -> tuple:
-    """Notes in a fixed order: by time, then voice, pitch and token (ties never reorder)."""
-    return (n.time, n.voice, n.pitch, n.token)
-
-
-def control_order(c: Control) -> tuple:
-    return (c.time, c.voice, c.controller, c.token)
+NOTE_ORDER = ("time", "voice", "pitch", "token")  # notes in a fixed order: ties never reorder
+CONTROL_ORDER = ("time", "voice", "controller", "token")
 
 
 def sort_notes(notes: list[Note]) -> tuple[Note, ...]:
-    """Notes in ``note_order``."""
-    return tuple(sorted(notes, key=note_order))
+    """Notes in a fixed order: by time, then voice, pitch and token (ties never reorder)."""
+    return tuple(sorted(notes, key=attrgetter(*NOTE_ORDER)))
 
 
 def sort_controls(controls: list[Control]) -> tuple[Control, ...]:
-    return tuple(sorted(controls, key=control_order))
+    return tuple(sorted(controls, key=attrgetter(*CONTROL_ORDER)))
 
 
 @dataclass

@@ -21,7 +21,7 @@ from ..music.score import Control, Note, Score, VoiceInfo
 from .dsp import db, midi_hz, pan_gains
 from .effects import Echo, Reverb
 from .instruments import INSTRUMENTS
-from .voice import STEAL_SECONDS, ControlLanes, Instrument, SoundingNote
+from .voice import CONTROL_GLIDE_SECONDS, STEAL_SECONDS, ControlLanes, Instrument, SoundingNote
 
 HEADROOM = 0.25  # the mix stays well below full scale; the master chain sets the level
 
@@ -57,16 +57,21 @@ class SynthEngine:
         self.open_notes: dict[tuple, SoundingNote] = {}
         self._later: Iterator[Note] = iter(())  # a Score's notes not taken up yet (for_score), in order
         self._next: Note | None = None
+        self._later_controls: Iterator[Control] | None = None  # a Score's controls not taken up yet
+        self._next_control: Control | None = None
 
     @classmethod
     def for_score(cls, score: Score, settings: Synth, sample_rate: int | None = None) -> SynthEngine:
         """An engine that plays ``score`` from its start: each note is taken up only as the
         block it starts in is rendered (``schedule`` up front would hold a sounding note per
-        note of the piece), in the Score's order, so the same notes steal the same notes."""
+        note of the piece), in the Score's order, so the same notes steal the same notes;
+        each control change a glide ahead of its time (a change reshapes the glide before it),
+        and the control points already played are dropped."""
         engine = cls(settings, score.tempo.changes[0].bpm, score.voices, sample_rate)
-        engine.schedule((), score.controls)
         engine._later = iter(score.notes)
         engine._next = next(engine._later, None)
+        engine._later_controls = iter(score.controls)
+        engine._next_control = next(engine._later_controls, None)
         for note in score.notes:
             voice = engine.voices[note.voice]
             start = round(note.time * engine.sample_rate)
@@ -192,6 +197,12 @@ class SynthEngine:
         while self._next is not None and round(self._next.time * self.sample_rate) < b1:
             self._add(self._next)
             self._next = next(self._later, None)
+        if self._later_controls is not None:
+            ahead = b1 + int(np.ceil(CONTROL_GLIDE_SECONDS * self.sample_rate)) + 1
+            while self._next_control is not None and round(self._next_control.time * self.sample_rate) < ahead:
+                self.lanes.add(self._next_control)
+                self._next_control = next(self._later_controls, None)
+            self.lanes.forget_before(b0)
         while self.pending and self.pending[0][0] < b1:
             self.active.append(self.pending.pop(0)[2])
         buses: dict[str, np.ndarray] = {}
