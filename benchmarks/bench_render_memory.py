@@ -8,8 +8,9 @@ make a trace of each length (cut where the preset's piece reaches it). Each trac
 rendered by a fresh ``python -m sonify score TRACE`` process (every default output: the
 24-bit WAV, MIDI, transcripts, the trace), and its peak resident memory is the child's
 ``ru_maxrss`` as the kernel reports it at its end. Printed: each length's peak RSS and
-render time, and the ratio of the longest's peak to the shortest's (acceptance: at most
-1.10 from 5 to 60 minutes). ``--sonify DIR`` renders with the sonify of another checkout
+render time, what the peak grows by per token from the shortest to the longest, and the
+ratio of the longest's peak to the shortest's (acceptance: at most 1.10 from 5 to 60
+minutes). ``--sonify DIR`` renders with the sonify of another checkout
 (to compare before and after a change).
 """
 
@@ -77,7 +78,7 @@ def main() -> None:
     lengths = [float(m) for m in args.minutes.split(",")]
     print(f"sonify from {args.sonify}; {args.preset} preset; trace: {len(source.frames)} tokens of {TEXT.name}, repeated")
     print(f"{'minutes':>8s} {'tokens':>7s} {'audio min':>9s} {'peak RSS MB':>12s} {'render s':>9s}")
-    peaks = []
+    peaks, counts = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for minutes in lengths:
             trace, piece = long_trace(list(source.frames), source.header, preset, minutes * 60.0)
@@ -89,8 +90,11 @@ def main() -> None:
             for f in out.iterdir():
                 f.unlink()
             peaks.append(peak)
+            counts.append(len(trace.frames))
             print(f"{minutes:8g} {len(trace.frames):7d} {seconds / 60:9.1f} {peak:12.1f} {wall:9.1f}", flush=True)
     if len(peaks) > 1:
+        per_token = (peaks[-1] - peaks[0]) * 2**20 / max(counts[-1] - counts[0], 1)
+        print(f"growth: {per_token:.0f} bytes of peak RSS per token ({counts[-1] - counts[0]} tokens more)")
         print(f"peak RSS ratio, {lengths[-1]:g} min over {lengths[0]:g} min: {peaks[-1] / peaks[0]:.3f} (goal: at most 1.10)")
 
 

@@ -200,7 +200,8 @@ def trace_calibration(trace: Trace) -> tuple[Calibration, str]:
         return found, "cache"
     from .music.calibrate import measure
 
-    modes = {mode: [f for f in trace.frames] for mode in ("read", "generated") if any(f.mode == mode for f in trace.frames)}
+    present = {f.mode for f in trace.frames}
+    modes = {mode: trace.frames for mode in ("read", "generated") if mode in present}
     if not modes:
         return shipped, "shipped"
     return measure(modes, str(header.get("model", "")), sha), "self"
@@ -299,12 +300,10 @@ def render_files(
     The files are written together (an OutputSet): all of them appear, or none does and
     earlier files are untouched. The audio is rendered block by block straight into its
     staged file (and into the page's Ogg encoder), so memory does not grow with the
-    piece's length; the other outputs are made in memory first."""
+    piece's length; the other outputs are made in memory afterwards, one at a time."""
     from .outputs.audio import AudioFile, check_sample_rate
     from .outputs.audio import audio_format as check_format
-    from .outputs.midifile import score_to_midi
     from .outputs.ogg import OggEncoder
-    from .outputs.transcript import to_json, to_lrc, to_srt, to_vtt
 
     output = output or OutputSettings()
     outputs, name = output.outputs, output.name or "piece"
@@ -319,23 +318,6 @@ def render_files(
     calibration, _ = trace_calibration(trace)
     score = make_score(trace.frames, preset, calibration)
     result = Rendered(score, trace, sample_rate=rate)
-    made: dict[str, bytes | str] = {}
-    if "midi" in outputs:
-        buffer = io.BytesIO()
-        score_to_midi(score, title=name).save(file=buffer)
-        made["midi"] = buffer.getvalue()
-    if "srt" in outputs:
-        made["srt"] = to_srt(score)
-    if "vtt" in outputs:
-        made["vtt"] = to_vtt(score)
-    if "lrc" in outputs:
-        made["lrc"] = to_lrc(score, title=name)
-    if "json" in outputs:
-        made["json"] = to_json(score)
-    if "plot" in outputs:
-        from .outputs.plot import plot_png
-
-        made["plot"] = plot_png(trace.frames, score, title=f"{name} ({preset.name})")
     embed = "page" in outputs and output.page_audio == "embed"
     with OutputSet(overwrite=output.overwrite) as files, contextlib.ExitStack() as open_files:
         sinks: list = []
@@ -348,14 +330,35 @@ def render_files(
             sinks.append(ogg)
         if sinks:
             result.frames = _render_audio(score, preset, output, rate, sinks, on_progress)
-        if "page" in outputs:
-            made["page"] = _page(trace, score, ogg, audio_path if not embed else None)
-        for kind, data in made.items():
-            files.write(paths[kind], data)
-            result.paths[kind] = paths[kind]
+        # After the audio, and one at a time: no output in memory adds to the render's peak.
+        for kind in ("midi", "srt", "vtt", "lrc", "json", "plot", "page"):
+            if kind in outputs:
+                files.write(paths[kind], _made(kind, trace, score, preset, name, ogg, audio_path if not embed else None))
+                result.paths[kind] = paths[kind]
         if "trace" in outputs:
             result.paths["trace"] = trace.write(paths["trace"], outputs=files)
     return result
+
+
+def _made(kind: str, trace: Trace, score: Score, preset: Preset, name: str, ogg, link: Path | None) -> bytes | str:
+    """The content of output ``kind`` (not audio, not the trace), made in memory."""
+    from .outputs import transcript
+
+    if kind == "midi":
+        from .outputs.midifile import score_to_midi
+
+        buffer = io.BytesIO()
+        score_to_midi(score, title=name).save(file=buffer)
+        return buffer.getvalue()
+    if kind == "plot":
+        from .outputs.plot import plot_png
+
+        return plot_png(trace.frames, score, title=f"{name} ({preset.name})")
+    if kind == "page":
+        return _page(trace, score, ogg, link)
+    if kind == "lrc":
+        return transcript.to_lrc(score, title=name)
+    return {"srt": transcript.to_srt, "vtt": transcript.to_vtt, "json": transcript.to_json}[kind](score)
 
 
 def _render_audio(score: Score, preset: Preset, output: OutputSettings, rate: int, sinks: list, on_progress) -> int:

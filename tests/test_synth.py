@@ -288,7 +288,9 @@ def test_a_tone_held_across_chord_changes_is_not_stolen():
     first: a common tone held across chord changes sounds on to its end."""
     held = (0.1, 2.9, 60)
     chords = [(0.1 + 0.5 * k, 0.5, p + k) for k in range(5) for p in (40, 44, 47, 51, 55, 64, 67)]
-    engine = SynthEngine.for_score(single_voice_score([held] + chords, "organ"), dry_settings())
+    score = single_voice_score([held] + chords, "organ")
+    engine = SynthEngine(dry_settings(), score.tempo.changes[0].bpm, score.voices)
+    engine.schedule(score.notes)  # every note up front (for_score takes them as it plays), to see each one's fate
     tone = next(s for _, _, s in engine.pending if s.note.pitch == 60 and s.note.duration == 2.9)
     assert tone.stolen_at is None
     stolen = [s for _, _, s in engine.pending if s.stolen_at is not None]

@@ -62,7 +62,9 @@ class LayersPart(Part):
             inside = group[group < scaled.size]
             if not inside.size:
                 continue
-            value = int(np.clip(np.rint(scaled[inside].mean()), 0, 127))
+            # Clamped, then rounded half to even as np.rint does; Python's own min, max and
+            # round leave no numpy object behind (each one kept would pin freed memory).
+            value = round(min(max(float(scaled[inside].mean()), 0.0), 127.0))
             if value != self.values[s]:
                 self.control(heard.time, self.v.controller + s, value, token)
                 self.values[s] = value

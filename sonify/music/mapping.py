@@ -16,19 +16,21 @@ performance and an offline render make the same Score, at a constant cost per to
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
 from ..model.frame import Frame
 from .calibration import Calibration, shipped_calibration
+from .event_table import EventTable, sorted_table
 from .ghosts import GhostPart
 from .harmony import HarmonyPart
 from .held import DronePart, LayersPart
 from .melody import MelodyPart
 from .part import Heard, Key, Mapped, Part, home_key
 from .preset import Preset, Voice
-from .score import Cue, Mark, Placed, Release, Rest, Score, TempoMap, VoiceInfo, sort_controls, sort_notes
+from .score import CONTROL_ORDER, NOTE_ORDER, Control, Cue, Mark, Note, Placed, Release, Rest, Score, TempoMap, VoiceInfo
 from .texture import TexturePart
 from .timing import PaceClock
 from .units import LineEnd, SectionStart, Segmenter, StanzaBreak, Unit
@@ -48,6 +50,13 @@ class Clock(Protocol):
     def stanza(self, sounding_until: float = 0.0) -> tuple[float, float]: ...
 
     def end(self) -> tuple[float, float]: ...
+
+
+# The kinds of event a Release gathers, by its field.
+RELEASED = {
+    "notes": Note, "opened": Note, "closed": Note, "controls": Control, "cues": Cue, "units": Placed, "marks": Mark,
+    "rests": Rest,
+}  # fmt: skip
 
 
 def voice_info(name: str, v: Voice, controllers: tuple[int, ...] = ()) -> VoiceInfo:
@@ -306,20 +315,23 @@ def _probe(frames: list[Frame]) -> Heard:
 
 
 def collect(releases: Iterable[Release]) -> Release:
-    """Everything a sequence of releases gave, the opened notes replaced by their closed versions."""
-    total = Release()
+    """Everything a sequence of releases gave, the opened notes replaced by their closed
+    versions; each kind of event gathered in an ``EventTable`` as it comes, so the events
+    of a long piece never all exist as objects at once."""
+    total = Release(**{name: EventTable(kind) for name, kind in RELEASED.items()})
     for release in releases:
         total.extend(release)
     return total
 
 
 def assemble(mapper: Mapper, total: Release) -> Score:
-    """The Score of everything ``mapper`` released (``total``: the releases collected)."""
+    """The Score of everything ``mapper`` released (``total``: the releases collected), its
+    events held by column (``EventTable``), so a long piece's Score stays small."""
     return Score(
-        notes=sort_notes(total.notes + total.closed),
-        controls=sort_controls(total.controls),
-        cues=tuple(sorted(total.cues, key=lambda c: (c.time, c.token))),
-        rests=tuple(sorted(total.rests, key=lambda r: (r.time, r.token))),
+        notes=sorted_table(Note, itertools.chain(total.notes, total.closed), NOTE_ORDER),
+        controls=sorted_table(Control, total.controls, CONTROL_ORDER),
+        cues=sorted_table(Cue, total.cues, ("time", "token")),
+        rests=sorted_table(Rest, total.rests, ("time", "token")),
         tempo=mapper.tempo,
         time_signature=mapper.preset.music.time_signature,
         voices=mapper.voices(),
@@ -327,8 +339,8 @@ def assemble(mapper: Mapper, total: Release) -> Score:
         key=mapper.preset.music.key,
         scale=mapper.preset.music.scale,
         preset=mapper.preset.name,
-        units=tuple(total.units),
-        marks=tuple(total.marks),
+        units=EventTable(Placed, total.units),
+        marks=EventTable(Mark, total.marks),
     )
 
 
@@ -340,7 +352,14 @@ def make_score(
     ``calibration`` is the model's (default: the shipped model's); ``clock`` places the
     units from outside (a spoken reading), by default the preset's pace does."""
     mapper = Mapper(preset, calibration, clock)
-    return assemble(mapper, collect([*(mapper.feed(f) for f in frames), mapper.finish()]))
+    return assemble(mapper, collect(_releases(mapper, frames)))
+
+
+def _releases(mapper: Mapper, frames: Iterable[Frame]) -> Iterator[Release]:
+    """What ``mapper`` releases fed ``frames``, one at a time, then at their end."""
+    for frame in frames:
+        yield mapper.feed(frame)
+    yield mapper.finish()
 
 
 def piece_end(frames: Sequence[Frame], preset: Preset, calibration: Calibration | None = None) -> float:

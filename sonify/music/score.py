@@ -1,19 +1,22 @@
 """The Score: the timed musical events a preset makes of a trace.
 
 Every sink (MIDI file, synthesizer, live port, transcript) plays the same Score, so they
-agree on what sounds when. Events are small frozen dataclasses; times are given both in
-seconds and in beats of the Score's tempo map. ``token`` ties each event to the index of
-the frame that caused it.
+agree on what sounds when. Events are small frozen dataclasses with slots (a piece holds
+several per token: an hour's Score should not carry a dict per event); times are given
+both in seconds and in beats of the Score's tempo map. ``token`` ties each event to the
+index of the frame that caused it.
 """
 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from operator import attrgetter
 from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Tempo:
     """From ``beat`` (at ``time`` seconds) on, the tempo is ``bpm`` quarter notes a minute."""
 
@@ -22,7 +25,7 @@ class Tempo:
     bpm: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Note:
     time: float
     duration: float
@@ -35,7 +38,7 @@ class Note:
     token: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Control:
     """A continuous signal as a MIDI control change (``value`` 0..127)."""
 
@@ -48,7 +51,7 @@ class Control:
     token: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Cue:
     """When a token's text is shown or heard: from ``time`` for ``duration`` seconds."""
 
@@ -61,7 +64,7 @@ class Cue:
     entropy: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Placed:
     """A unit of the text (a word, or a run of art) where it sounds: from ``time`` for
     ``duration`` seconds, in ``line``, ``stanza`` and ``section`` of the text; ``tokens``
@@ -81,7 +84,7 @@ class Placed:
     ends_line: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Mark:
     """A boundary of the form: ``kind`` "stanza" (a blank line) or "section" (after a
     heading, whose text is ``label``; the section plays in ``key``)."""
@@ -94,7 +97,7 @@ class Mark:
     key: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rest:
     """A silence in the melody, with why: a line end, a stanza break or the end of the text."""
 
@@ -170,14 +173,17 @@ class TempoMap:
 class Score:
     """A piece: time-sorted notes, controls, cues and rests, a tempo map and its voices.
 
+    The events are sequences: tuples, or (from the mapping) ``EventTable``s that hold them
+    by column and equal the tuples of the same events.
+
     ``end`` is when the music ends, in seconds (the last rest included); a synthesizer
     renders its tail after that.
     """
 
-    notes: tuple[Note, ...]
-    controls: tuple[Control, ...]
-    cues: tuple[Cue, ...]
-    rests: tuple[Rest, ...]
+    notes: Sequence[Note]
+    controls: Sequence[Control]
+    cues: Sequence[Cue]
+    rests: Sequence[Rest]
     tempo: TempoMap
     time_signature: tuple[int, int]
     voices: tuple[VoiceInfo, ...]
@@ -185,8 +191,8 @@ class Score:
     key: str = "C"
     scale: str = "major"
     preset: str = "default"
-    units: tuple[Placed, ...] = ()
-    marks: tuple[Mark, ...] = ()
+    units: Sequence[Placed] = ()
+    marks: Sequence[Mark] = ()
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def voice(self, name: str) -> VoiceInfo:
@@ -229,13 +235,17 @@ class Score:
         return tuple(u for u in self.units if u.kind == "word")
 
 
+NOTE_ORDER = ("time", "voice", "pitch", "token")  # notes in a fixed order: ties never reorder
+CONTROL_ORDER = ("time", "voice", "controller", "token")
+
+
 def sort_notes(notes: list[Note]) -> tuple[Note, ...]:
     """Notes in a fixed order: by time, then voice, pitch and token (ties never reorder)."""
-    return tuple(sorted(notes, key=lambda n: (n.time, n.voice, n.pitch, n.token)))
+    return tuple(sorted(notes, key=attrgetter(*NOTE_ORDER)))
 
 
 def sort_controls(controls: list[Control]) -> tuple[Control, ...]:
-    return tuple(sorted(controls, key=lambda c: (c.time, c.voice, c.controller, c.token)))
+    return tuple(sorted(controls, key=attrgetter(*CONTROL_ORDER)))
 
 
 @dataclass

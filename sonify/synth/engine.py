@@ -21,7 +21,7 @@ from ..music.score import Control, Note, Score, VoiceInfo
 from .dsp import db, midi_hz, pan_gains
 from .effects import Echo, Reverb
 from .instruments import INSTRUMENTS
-from .voice import STEAL_SECONDS, ControlLanes, SoundingNote
+from .voice import CONTROL_GLIDE_SECONDS, STEAL_SECONDS, ControlLanes, Instrument, SoundingNote
 
 HEADROOM = 0.25  # the mix stays well below full scale; the master chain sets the level
 
@@ -55,11 +55,27 @@ class SynthEngine:
                 b, a = butter(2, min(cutoff(settings.brightness), 0.45 * self.sample_rate) / (self.sample_rate / 2.0))
                 self.bus_filters[voice.name] = (b.astype(np.float32), a.astype(np.float32), np.zeros(2, dtype=np.float32))
         self.open_notes: dict[tuple, SoundingNote] = {}
+        self._later: Iterator[Note] = iter(())  # a Score's notes not taken up yet (for_score), in order
+        self._next: Note | None = None
+        self._later_controls: Iterator[Control] | None = None  # a Score's controls not taken up yet
+        self._next_control: Control | None = None
 
     @classmethod
     def for_score(cls, score: Score, settings: Synth, sample_rate: int | None = None) -> SynthEngine:
+        """An engine that plays ``score`` from its start: each note is taken up only as the
+        block it starts in is rendered (``schedule`` up front would hold a sounding note per
+        note of the piece), in the Score's order, so the same notes steal the same notes;
+        each control change a glide ahead of its time (a change reshapes the glide before it),
+        and the control points already played are dropped."""
         engine = cls(settings, score.tempo.changes[0].bpm, score.voices, sample_rate)
-        engine.schedule(score.notes, score.controls)
+        engine._later = iter(score.notes)
+        engine._next = next(engine._later, None)
+        engine._later_controls = iter(score.controls)
+        engine._next_control = next(engine._later_controls, None)
+        for note in score.notes:
+            voice = engine.voices[note.voice]
+            start = round(note.time * engine.sample_rate)
+            engine.last_end = max(engine.last_end, start + engine._length(INSTRUMENTS[voice.instrument], note.duration))
         return engine
 
     def schedule(self, notes: Iterable[Note], controls: Iterable[Control] = (), offset: int = 0) -> None:
@@ -80,9 +96,7 @@ class SynthEngine:
         if sounding is None or sounding.stolen_at is not None:
             return
         sounding.gate = max(note.duration, 0.0)
-        sounding.end = (
-            sounding.start + int(np.ceil((sounding.gate + max(sounding.instrument.release, 0.005)) * self.sample_rate)) + 1
-        )
+        sounding.end = sounding.start + self._length(sounding.instrument, sounding.gate)
         self.last_end = max(self.last_end, sounding.end)
 
     def _add(self, note: Note, open_ended: bool = False, offset: int = 0) -> None:
@@ -98,7 +112,7 @@ class SynthEngine:
             instrument=instrument,
             start=start,
             gate=gate,
-            end=2**62 if open_ended else start + int(np.ceil((gate + max(instrument.release, 0.005)) * sr)) + 1,
+            end=2**62 if open_ended else start + self._length(instrument, gate),
             freq=midi_hz(note.pitch),
             brightness=self.settings.brightness,
             velocity=velocity,
@@ -115,6 +129,10 @@ class SynthEngine:
         self.by_voice.setdefault(note.voice, []).append(sounding)
         if not open_ended:
             self.last_end = max(self.last_end, sounding.end)
+
+    def _length(self, instrument: Instrument, gate: float) -> int:
+        """Samples a note held ``gate`` seconds sounds, its release included."""
+        return int(np.ceil((max(gate, 0.0) + max(instrument.release, 0.005)) * self.sample_rate)) + 1
 
     def _steal_for(self, new: SoundingNote) -> None:
         """Fade out the notes this one replaces: the same pitch still sounding, and over the
@@ -176,6 +194,15 @@ class SynthEngine:
         b0, b1 = self.position, self.position + frames
         self.position = b1
         self.lanes.block(b0, frames)
+        while self._next is not None and round(self._next.time * self.sample_rate) < b1:
+            self._add(self._next)
+            self._next = next(self._later, None)
+        if self._later_controls is not None:
+            ahead = b1 + int(np.ceil(CONTROL_GLIDE_SECONDS * self.sample_rate)) + 1
+            while self._next_control is not None and round(self._next_control.time * self.sample_rate) < ahead:
+                self.lanes.add(self._next_control)
+                self._next_control = next(self._later_controls, None)
+            self.lanes.forget_before(b0)
         while self.pending and self.pending[0][0] < b1:
             self.active.append(self.pending.pop(0)[2])
         buses: dict[str, np.ndarray] = {}

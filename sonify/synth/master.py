@@ -50,7 +50,9 @@ class LoudnessMeter:
         self.sos = tf2sos(b, a).astype(np.float32)
         self.state = np.zeros((self.sos.shape[0], 2, channels), dtype=np.float32)
         self.step = int(round(0.1 * sample_rate))
-        self.steps: list[np.ndarray] = []  # per 100 ms: the sum of squares per channel
+        # Per 100 ms: the sum of squares per channel (the first ``count`` rows; grown by doubling).
+        self._steps = np.zeros((64, channels))
+        self.count = 0
         self.partial = np.zeros(channels)
         self.filled = 0
 
@@ -67,19 +69,32 @@ class LoudnessMeter:
             self.filled += take
             at = take
             if self.filled == self.step:
-                self.steps.append(self.partial)
+                self._append(self.partial[None, :])
                 self.partial, self.filled = np.zeros_like(self.partial), 0
         whole = (squares.shape[0] - at) // self.step
         if whole:
-            self.steps.extend(squares[at : at + whole * self.step].reshape(whole, self.step, -1).sum(axis=1))
+            self._append(squares[at : at + whole * self.step].reshape(whole, self.step, -1).sum(axis=1))
             at += whole * self.step
         if at < squares.shape[0]:
             self.partial += squares[at:].sum(axis=0)
             self.filled += squares.shape[0] - at
 
+    def _append(self, rows: np.ndarray) -> None:
+        if self.count + rows.shape[0] > self._steps.shape[0]:
+            grown = np.zeros((max(2 * self._steps.shape[0], self.count + rows.shape[0]), self._steps.shape[1]))
+            grown[: self.count] = self._steps[: self.count]
+            self._steps = grown
+        self._steps[self.count : self.count + rows.shape[0]] = rows
+        self.count += rows.shape[0]
+
+    @property
+    def steps(self) -> np.ndarray:
+        """The 100 ms steps so far: (steps, channels) sums of K-weighted squares."""
+        return self._steps[: self.count]
+
     def loudness(self) -> float:
         """Integrated loudness so far, LUFS; -inf for silence or less than 400 ms."""
-        return gated_loudness(np.array(self.steps), self.step)
+        return gated_loudness(self.steps, self.step)
 
 
 def gated_loudness(steps: np.ndarray, step: int) -> float:
