@@ -94,16 +94,17 @@ def default_gguf(tmp: Path) -> Path:
     return out if out.is_file() else export_gguf(DEFAULT_MODEL_DIR, out)
 
 
-def start_llama(tmp: Path, api_key: str | None = None) -> Server:
+def start_llama(tmp: Path, api_key: str | None = None, n_ctx: int = 256) -> Server:
     """llama-cpp-python's server on the shipped model's GGUF: one thread (two stall on a
-    2-core machine), the model's own 256-token context, a start token added as in-process."""
+    2-core machine), the model's own 256-token context (or a smaller ``n_ctx``: a shorter
+    first answer), a start token added as in-process."""
     _require("llama_cpp", ".ci/run builds its wheel")
     _require("gguf", "pip install gguf")
     model = default_gguf(tmp)
     port, log = _free_port(), tmp / f"llama_server_{os.getpid()}_{time.monotonic_ns()}.log"
     args = [
         sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
-        "--n_threads", "1", "--n_threads_batch", "1", "--n_ctx", "256", "--model_alias", "sonify-default",
+        "--n_threads", "1", "--n_threads_batch", "1", "--n_ctx", str(n_ctx), "--model_alias", "sonify-default",
     ]  # fmt: skip
     if api_key:
         args += ["--api_key", api_key]

@@ -158,9 +158,10 @@ def test_generation_continues_across_requests(llama_server):
 
 
 @pytest.fixture
-def own_llama_server(tmp_path):
-    """A server of this test's own, to be stopped, killed or paused; it wants an API key."""
-    server = start_llama(tmp_path, api_key="test-key-123")
+def own_llama_server(tmp_path, request):
+    """A server of this test's own, to be stopped, killed or paused; it wants an API key.
+    Parametrized indirectly with N, it holds N tokens (and its first answer is that long)."""
+    server = start_llama(tmp_path, api_key="test-key-123", n_ctx=getattr(request, "param", 256))
     yield server
     if server.process.poll() is None:
         os.kill(server.process.pid, signal.SIGCONT)
@@ -259,9 +260,13 @@ enabled = false
 """
 
 
+@pytest.mark.parametrize("own_llama_server", [128], indirect=True)
 def test_server_killed_mid_play_ends_the_music_with_all_notes_off(own_llama_server, tmp_path):
     """What the server sent plays out (a fast preset keeps that short), then the music ends as
-    at any end: every note off, one error line, exit 2."""
+    at any end: every note off, one error line, exit 2. The server holds 128 tokens, so its
+    first answer is about 125 (with 256 tokens, 253 took 34 s to play out here): the player
+    asks for more only about 5 s into the music (64 tokens run ahead of it), long after the
+    kill at the first note, so that request always meets the dead server."""
     from jackrig import Receiver, assert_all_notes_off, start_jack, stop_jack
 
     jackd, jack = start_jack(tmp_path)
