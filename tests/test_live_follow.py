@@ -47,6 +47,15 @@ def lead(port, stop: threading.Event, tempo_at, sent: list[float]) -> None:
     port.send(mido.Message("stop"))
 
 
+def assert_on_grid(errors: np.ndarray, allowed: list[float], grid: str) -> None:
+    """Every onset error (seconds) within its allowance (a period and the machine's jitter)."""
+    worst = int(np.argmax(np.abs(errors) - np.array(allowed)))
+    assert abs(errors[worst]) <= allowed[worst], (
+        f"onsets off {grid} by {errors.min() * 1e3:+.1f}..{errors.max() * 1e3:+.1f} ms; "
+        f"{errors[worst] * 1e3:+.1f} ms where {allowed[worst] * 1e3:.1f} ms is allowed (a period and the machine's jitter)"
+    )
+
+
 def test_play_follows_a_midi_clock_from_100_to_130_bpm(jack, sonnet, tmp_path):
     played = tmp_path / "played.mid"
     mido = midi_module()
@@ -107,11 +116,7 @@ def test_play_follows_a_midi_clock_from_100_to_130_bpm(jack, sonnet, tmp_path):
     assert 0 <= min(shifts) and max(shifts) <= held_beats and shifts == sorted(shifts), (shifts, held_beats, stderr)
     errors = np.array(errors)
     assert errors.size > 10
-    worst = int(np.argmax(np.abs(errors) - np.array(allowed)))
-    assert abs(errors[worst]) <= allowed[worst], (
-        f"onsets off the grid by {errors.min() * 1e3:+.1f}..{errors.max() * 1e3:+.1f} ms; "
-        f"{errors[worst] * 1e3:+.1f} ms where {allowed[worst] * 1e3:.1f} ms is allowed (a period and the machine's jitter)"
-    )
+    assert_on_grid(errors, allowed, "the grid")
     assert_all_notes_off(receiver.got)
 
 
@@ -228,11 +233,7 @@ def test_play_joins_a_link_session_from_100_to_130_bpm(jack, sonnet, tmp_path):
     )
     errors = np.array(errors)
     assert errors.size > 10 and after > 3, f"{errors.size} notes checked, {after} a bar after the change"
-    worst = int(np.argmax(np.abs(errors) - np.array(allowed)))
-    assert abs(errors[worst]) <= allowed[worst], (
-        f"onsets off the session's grid by {errors.min() * 1e3:+.1f}..{errors.max() * 1e3:+.1f} ms; "
-        f"{errors[worst] * 1e3:+.1f} ms where {allowed[worst] * 1e3:.1f} ms is allowed (a period and the machine's jitter)"
-    )
+    assert_on_grid(errors, allowed, "the session's grid")
     assert_all_notes_off(receiver.got)
 
 

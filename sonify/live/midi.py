@@ -74,6 +74,18 @@ def _rtmidi_api(mido) -> int | None:
     return getattr(rtmidi, f"API_{getattr(mido.backend, 'api', None)}", rtmidi.API_UNSPECIFIED)
 
 
+def _open_matching(rt, name: str, label: str, kind: str, hint: str = "") -> str:
+    """Open on RtMidi object ``rt`` (a MidiIn or MidiOut, one client) its port matching
+    ``name`` (see ``_matching_port``) and give that port's name; on failure ``rt`` is let go."""
+    try:
+        port = _matching_port(rt.get_ports(), name, label, kind, hint)
+        rt.open_port(rt.get_ports().index(port))
+        return port
+    except BaseException:
+        rt.delete()
+        raise
+
+
 class RtMidiOutput:
     """An RtMidi output port found and opened through one client (see ``_rtmidi_api``),
     sending mido messages."""
@@ -82,12 +94,7 @@ class RtMidiOutput:
         import rtmidi
 
         self._out = rtmidi.MidiOut(api)
-        try:
-            self.name = _matching_port(self._out.get_ports(), name, repr(name), "output", hint)
-            self._out.open_port(self._out.get_ports().index(self.name))
-        except BaseException:
-            self._out.delete()
-            raise
+        self.name = _open_matching(self._out, name, repr(name), "output", hint)
         self.closed = False
 
     def send(self, message) -> None:
@@ -132,12 +139,7 @@ class MidiInput:
         import rtmidi
 
         self._in = rtmidi.MidiIn(api, queue_size_limit=self.QUEUE)
-        try:
-            self.name = _matching_port(self._in.get_ports(), name, label, "input")
-            self._in.open_port(self._in.get_ports().index(self.name))
-        except BaseException:
-            self._in.delete()
-            raise
+        self.name = _open_matching(self._in, name, label, "input")
         self._in.ignore_types(sysex=False, timing=False, active_sense=True)
         self.callback: Callable | None = None
         self._since = 0.0  # JACK's time of the latest message, from the first
