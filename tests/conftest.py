@@ -33,6 +33,14 @@ def tokenizer_model(checkpoint_dir):
     return load_model(checkpoint_dir("llama"))
 
 
+def pytest_collection_modifyitems(items):
+    """A test on a JACK server runs in real time: it is marked ``realtime`` (see pyproject), so
+    ``.ci/run`` runs it alone, after the rest has run on every core."""
+    for item in items:
+        if "jack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.realtime)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """A failing test that ran on a JACK test server gets the server's own account (xruns,

@@ -28,6 +28,8 @@ from sonify.music.mapping import make_score
 from sonify.synth.engine import SynthEngine
 from sonify.synth.master import Limiter
 
+pytestmark = pytest.mark.realtime  # runs alone after the rest: see .ci/run
+
 
 def voices(preset):
     return make_score(list(generated(4)), preset).voices

@@ -15,6 +15,8 @@ from jackrig import Receiver, assert_all_notes_off, note_beats
 
 from sonify.live.midi import midi_module
 
+pytestmark = pytest.mark.realtime  # runs alone after the rest: see .ci/run
+
 MELODY = 0  # the melody's MIDI channel (1) as mido counts
 OTHER_MELODY = 8  # channel 9, the melody's in the preset switched to
 PRESET = """name = "steer"

@@ -21,6 +21,8 @@ from sonify import load_preset
 from sonify.live.midi import midi_module
 from sonify.pipeline import Length, OutputSettings, render
 
+pytestmark = pytest.mark.realtime  # runs alone after the rest: see .ci/run
+
 TICKS = 24
 
 

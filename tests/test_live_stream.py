@@ -9,12 +9,15 @@ import math
 import time
 import tracemalloc
 
+import pytest
 from traces import frame
 
 from sonify import load_preset
 from sonify.live.scheduler import KEPT, Scheduler
 from sonify.live.stream import GrowingScore
 from sonify.music.mapping import assemble, collect, make_score
+
+pytestmark = pytest.mark.realtime  # runs alone after the rest: see .ci/run
 
 # A text with words split into tokens, lines, stanzas and headings, repeated.
 PIECES = ["I.", "\n", "\n", "The", " sun", "light", " falls", " on", " the", " water", ",", "\n",

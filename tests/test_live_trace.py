@@ -7,11 +7,14 @@ import subprocess
 import sys
 import time
 
+import pytest
 from jackrig import Receiver, assert_all_notes_off
 
 from sonify.live.midi import midi_module
 from sonify.outputs.trace import Trace
 from sonify.pipeline import Length, OutputSettings, render
+
+pytestmark = pytest.mark.realtime  # runs alone after the rest: see .ci/run
 
 
 def test_play_trace_plays_the_score_that_score_makes(jack, tmp_path):

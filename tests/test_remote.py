@@ -24,6 +24,8 @@ from traces import POEM
 from sonify import Engine, SamplerSettings, Trace, load_model
 from sonify.model.remote import NoReading, RemoteSettings, ServerLost
 
+pytestmark = pytest.mark.realtime  # runs alone after the rest: see .ci/run
+
 PROMPT = "The sea"
 VOCAB = 2048  # the shipped model's vocabulary: bounds the entropy from above
 # Log-probabilities from float16 weights: mlx_lm computes in float16, llama.cpp in float32.
