@@ -45,9 +45,9 @@ class Jack:
 
     def broken(self) -> bool:
         """Whether the synchronous server has given up a period waiting for a client: jack2
-        does so when a client closes while a period is under way (a race of the server's,
-        seen here when the clients of the test before went away), and its graph may then
-        stay broken for good, every port silent."""
+        does so when a client opens or closes while a period is under way (a race of the
+        server's, seen here as `jack_connect` clients opened and as the clients of the test
+        before went away), and its graph may then stay broken for good, every port silent."""
         return self.broken_since(0)
 
     def log_size(self) -> int:
@@ -79,6 +79,9 @@ class Jack:
         return {**os.environ, "JACK_DEFAULT_SERVER": self.name, "MIDO_BACKEND": "mido.backends.rtmidi/UNIX_JACK"}
 
 
+_server_names: dict[int, str] = {}  # server process id -> its name
+
+
 def _start(name: str, log: Path, realtime: bool, period: int, synchronous: bool) -> subprocess.Popen:
     args = (
         ["jackd", "-n", name, *(["-S"] if synchronous else [])]
@@ -88,9 +91,53 @@ def _start(name: str, log: Path, realtime: bool, period: int, synchronous: bool)
     proc = subprocess.Popen(
         args, stdout=log.open("w"), stderr=subprocess.STDOUT, env={**os.environ, "JACK_NO_AUDIO_RESERVATION": "1"}
     )
+    _server_names[proc.pid] = name
     env = {**os.environ, "JACK_DEFAULT_SERVER": name}
     subprocess.run(["jack_wait", "-w", "-t", "10"], env=env, capture_output=True, timeout=20)
+    if proc.poll() is None:
+        _open_patchbay(name)
     return proc
+
+
+# One client a server, opened as the server starts and never activated (so never part of a
+# period), makes every connection the tests ask for. A client that opens while the server
+# is running its graph can make a synchronous jack2 server give up a period and break its
+# graph (measured with `jackd -v`: each break came as a `jack_connect` process's client was
+# opening, the server waiting 69-86 ms for it); a `jack_connect` per connection, retried
+# until the port appeared, opened dozens of clients while the tests' players started.
+_patchbays: dict[str, object] = {}  # server name -> its jack.Client
+
+
+def _open_patchbay(name: str) -> None:
+    import jack
+
+    _patchbays[name] = jack.Client(f"patchbay-{os.getpid()}", no_start_server=True, servername=name)
+
+
+def _close_patchbay(proc: subprocess.Popen) -> None:
+    client = _patchbays.pop(_server_names.pop(proc.pid, ""), None)
+    if client is not None:
+        client.close()
+
+
+def connect(source: str, destination: str, timeout: float = 20.0) -> None:
+    """Connects two ports of the running test server by name, waiting for ``source`` to
+    appear: through the server's patchbay client, so no client opens or closes meanwhile."""
+    import jack
+
+    server = os.environ["JACK_DEFAULT_SERVER"]
+    client = _patchbays.get(server)
+    if client is None:
+        raise AssertionError(f"no patchbay client on the JACK server {server}")
+    deadline = time.monotonic() + timeout
+    while not client.get_ports(name_pattern=f"^{re.escape(source)}$"):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"cannot connect {source} to {destination}: {source} did not appear in {timeout:.0f} s")
+        time.sleep(0.02)
+    try:
+        client.connect(source, destination)
+    except jack.JackError as exc:
+        raise AssertionError(f"cannot connect {source} to {destination}: {exc}") from exc
 
 
 _started = [0]  # servers started by this process
@@ -104,8 +151,9 @@ def start_jack(tmp: Path, synchronous: bool = True):
     could hold (measured: 135 of 136 notes, the server naming the receiver as not finished).
     Synchronous, a late client delays the period instead, which the timing tests allow for
     as the machine's measured jitter. A synchronous jack2 server has a race of its own: a
-    client that closes while a period is under way can leave it waiting for that client
-    every period (``Jack.broken``); the tests' fixture then starts a fresh server, and
+    client that opens or closes while a period is under way can leave it waiting for that
+    client every period (``Jack.broken``); the tests' fixture then starts a fresh server.
+    The rig connects ports through one client kept for the server's life (``connect``), and
     sonify itself opens no client it closes at once (``sonify.live.midi._rtmidi_api``).
     (The benchmarks measure the default, asynchronous server.)"""
     if shutil.which("jackd") is None:
@@ -123,6 +171,7 @@ def start_jack(tmp: Path, synchronous: bool = True):
     proc = _start(name, log, realtime=not forced, period=1024 if forced else 256, synchronous=synchronous)
     realtime, period = not forced, 1024 if forced else 256
     if not forced and ("Cannot use real-time scheduling" in log.read_text() or proc.poll() is not None):
+        _close_patchbay(proc)
         proc.terminate()
         proc.wait(timeout=10)
         proc = _start(name, log, realtime=False, period=1024, synchronous=synchronous)
@@ -156,6 +205,7 @@ def restart_jack(jack: Jack, tmp: Path) -> None:
 
 
 def stop_jack(proc: subprocess.Popen) -> None:
+    _close_patchbay(proc)
     proc.terminate()
     try:
         proc.wait(timeout=10)
@@ -242,9 +292,9 @@ class Receiver:
     with one connection the sender's own buffer, which the sender clears at its next period:
     RtMidi, not checking what jack_midi_event_get returns, then passes on the last event it
     read once more for each event left (a panic once arrived as 131 copies of the first
-    message of a channel). The port is connected by name with `jack_connect`, whose exit
-    status says it is done: RtMidi connects by an index into a port list that may have
-    changed, and does not check that the connection was made."""
+    message of a channel). The port is connected by name (``connect``), which says whether it
+    was made: RtMidi connects by an index into a port list that may have changed, and does
+    not check that the connection was made."""
 
     _count = 0
     QUEUE = 1 << 16  # messages RtMidi keeps until we drain them (a panic sends 2,096)
@@ -266,17 +316,7 @@ class Receiver:
         self._thread = threading.Thread(target=self._drain, name="receiver", daemon=True)
         self._thread.start()
         if port is not None:
-            self._connect(port)
-
-    def _connect(self, port: str) -> None:
-        deadline = time.monotonic() + 20
-        while True:
-            done = subprocess.run(["jack_connect", port, self.name], capture_output=True, text=True, timeout=20)
-            if done.returncode == 0:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"cannot connect {port} to {self.name}: {done.stdout.strip()} {done.stderr.strip()}")
-            time.sleep(0.05)  # the port has not appeared yet
+            connect(port, self.name)
 
     def _drain(self) -> None:
         from sonify.live.midi import midi_module
