@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The live tests N times in a row (default 5) with a CPU hog beside them: prints each run's
+# The tests that keep real time (marked realtime: the live tests, the inference-server tests)
+# N times in a row (default 5) with a CPU hog beside them: prints each run's
 # pytest summary and any test re-run on a fresh JACK server. Usage: bash benchmarks/live_under_load.sh [N]
 set -u
 cd "$(dirname "$0")/.."
@@ -9,8 +10,7 @@ hog=$!
 trap 'kill $hog 2>/dev/null' EXIT
 failed=0
 for i in $(seq 1 "$runs"); do
-    out=$(CI=true python3 -m pytest -q -p no:cacheprovider -rfEw tests/test_live.py tests/test_live_control.py \
-        tests/test_live_follow.py tests/test_live_trace.py tests/test_live_stream.py tests/test_remote.py 2>&1)
+    out=$(CI=true python3 -m pytest -q -p no:cacheprovider -p no:xdist -rfEw -m realtime 2>&1)
     status=$?
     echo "run $i: exit $status: $(echo "$out" | tail -1)"
     echo "$out" | grep -E "^FAILED|^ERROR|broke its graph during" | grep -v "warnings.warn" | sort -u
