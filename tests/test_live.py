@@ -223,12 +223,14 @@ def test_stopping_sends_note_off_for_every_sounding_note(jack, tmp_path, sig, co
 
 def test_osc_messages_arrive_at_a_real_receiver(jack):
     from pythonosc.dispatcher import Dispatcher
-    from pythonosc.osc_server import ThreadingOSCUDPServer
+    from pythonosc.osc_server import BlockingOSCUDPServer
 
     got: list = []
     dispatcher = Dispatcher()
     dispatcher.map("/sonify/*", lambda address, *args: got.append((address, args)))
-    server = ThreadingOSCUDPServer(("127.0.0.1", 0), dispatcher)
+    # One thread takes the datagrams in the order they came: a threading server hands each to a
+    # thread of its own, and on a loaded machine those threads can record them out of order.
+    server = BlockingOSCUDPServer(("127.0.0.1", 0), dispatcher)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     scheduler = Scheduler()
