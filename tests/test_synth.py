@@ -235,6 +235,32 @@ def test_streamed_master_is_the_master_of_the_whole_array(poem_score):
     assert abs(integrated_loudness(whole.audio(), SR) - loud) <= 0.5
 
 
+@pytest.mark.parametrize("burst", [None, 2.5])
+def test_heard_loudness_is_the_loudness_of_the_output(burst):
+    """The second pass measures its output only from where the limiter first acts (before
+    that the output is the mix times the gain, which the first pass measured): its figure is
+    the output's loudness all the same, whether the limiter acts mid-piece or never."""
+    from sonify.synth.master import Collect, Limiter, LoudnessMeter, _Heard, _limited, _pass
+
+    rng = np.random.default_rng(1)
+    mix = (0.05 * rng.standard_normal((5 * SR, 2))).astype(np.float32)
+    if burst is not None:
+        at = int(burst * SR)
+        mix[at : at + 480 : 48] = 0.9  # clicks far above the noise: the limiter acts
+    blocks = [mix[i : i + 40000] for i in range(0, len(mix), 40000)]
+    first, marks = LoudnessMeter(SR), []
+    for block in blocks:
+        marks.append((first.position, first.mark()))
+        first.process(block)
+    gain = np.float32(10.0 ** ((-16.0 - first.loudness()) / 20.0))
+    limiter, out = Limiter(SR, -1.0), Collect()
+    heard = _Heard(first, marks, float(gain), limiter)
+    _pass(_limited(blocks, gain, limiter), [out], heard)
+    assert limiter.engaged == (burst is not None)
+    assert (heard.meter is None) == (burst is None)
+    assert abs(heard.loudness() - integrated_loudness(out.audio(), SR)) < 1e-4
+
+
 def controlled_organ_score(pitch: int = 48) -> Score:
     """One organ note 2 s long whose three stops jump to new values every 50 ms."""
     tempo = TempoMap.constant(120.0)

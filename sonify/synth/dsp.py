@@ -47,25 +47,34 @@ _PIECE = 32768
 @lru_cache(maxsize=256)
 def _table(shape: str, harmonics: int) -> tuple[np.ndarray, np.ndarray]:
     """One period of ``shape`` ("saw" rising from -1 to 1, or "square" +1 then -1) made of
-    its first ``harmonics`` harmonics, TABLE_SIZE points, and the step from each point to
-    the next (float32 both)."""
+    its first ``harmonics`` harmonics (see ``harmonic_table``)."""
     k = np.arange(1, harmonics + 1)
     if shape == "saw":
         amplitude = -2.0 / (np.pi * k)  # 2p - 1 = -(2/pi) sum sin(2 pi k p) / k
     else:
         amplitude = np.where(k % 2 == 1, 4.0 / (np.pi * k), 0.0)  # odd harmonics, 4 / (pi k)
+    return harmonic_table(amplitude)
+
+
+def harmonic_table(amplitudes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One period of sum_k amplitudes[k - 1] sin(2 pi k p), TABLE_SIZE points, and the step
+    from each point to the next (float32 both), for ``table_lookup``."""
     spectrum = np.zeros(TABLE_SIZE // 2 + 1, dtype=np.complex128)
-    spectrum[1 : harmonics + 1] = -0.5j * TABLE_SIZE * amplitude  # sine terms
+    spectrum[1 : len(amplitudes) + 1] = -0.5j * TABLE_SIZE * np.asarray(amplitudes, dtype=np.float64)  # sine terms
     period = np.fft.irfft(spectrum, TABLE_SIZE)
     return period.astype(np.float32), (np.roll(period, -1) - period).astype(np.float32)
 
 
 def _lookup(phase_turns: np.ndarray, shape: str, dt: float) -> np.ndarray:
     """The band-limited ``shape`` at phases ``phase_turns`` (uint32, see ``turns``) for a
-    frequency of ``dt`` x the sample rate: every harmonic below Nyquist, none above. The
-    phase's top bits pick the table's point, the rest interpolate linearly to the next."""
+    frequency of ``dt`` x the sample rate: every harmonic below Nyquist, none above."""
     harmonics = max(1, min(int(0.5 / dt) if dt > 0 else TABLE_SIZE // 2 - 1, TABLE_SIZE // 2 - 1))
-    values, steps = _table(shape, harmonics)
+    return table_lookup(phase_turns, *_table(shape, harmonics))
+
+
+def table_lookup(phase_turns: np.ndarray, values: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """A wavetable (``harmonic_table``) at phases ``phase_turns`` (uint32, see ``turns``): the
+    phase's top bits pick the table's point, the rest interpolate linearly to the next."""
     out = np.empty(phase_turns.size, dtype=np.float32)
     for start in range(0, phase_turns.size, _PIECE):  # pieces that stay in the cache: ~3x faster
         piece = phase_turns[start : start + _PIECE]

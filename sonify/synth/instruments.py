@@ -14,7 +14,7 @@ from scipy.optimize import brentq
 from scipy.signal import butter, lfilter
 from scipy.special import jv
 
-from .dsp import TWO_PI, phase, saw, square, turns
+from .dsp import TWO_PI, harmonic_table, phase, saw, square, table_lookup, turns
 from .voice import Instrument, SoundingNote
 
 
@@ -119,15 +119,34 @@ def _pad(note: SoundingNote, n: np.ndarray) -> np.ndarray:
 ORGAN_HARMONICS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64)
 
 
+# An organ voice without controllers sounds its first stops at fixed levels, 1 / harmonic.
+ORGAN_FIXED_STOPS = 6
+
+
+@cache
+def _fixed_organ_table(stops: int) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed stops' sum, one period (``harmonic_table``): harmonics 1 .. ``stops``."""
+    h = np.array(ORGAN_HARMONICS[:stops], dtype=np.float64)
+    amplitudes = np.zeros(int(h[-1]))
+    amplitudes[h.astype(int) - 1] = h**-1.5  # level 1 / h, and each stop 1 / sqrt(h) as below
+    return harmonic_table(amplitudes)
+
+
 def _organ(note: SoundingNote, n: np.ndarray) -> np.ndarray:
-    out = np.zeros(n.size, dtype=np.float32)
-    controllers = note.controllers or (None,) * 6
     nyquist = note.sample_rate / 2.0
-    for k, controller in enumerate(controllers[: len(ORGAN_HARMONICS)]):
+    if not note.controllers:
+        # Fixed stops: one wavetable read instead of a sine per stop (the same partials; the
+        # table's interpolation error lies about 100 dB below them).
+        stops = sum(1 for h in ORGAN_HARMONICS[:ORGAN_FIXED_STOPS] if note.freq * h < nyquist * 0.9)
+        if stops == 0:
+            return np.zeros(n.size, dtype=np.float32)
+        return table_lookup(turns(n, note.freq, note.sample_rate), *_fixed_organ_table(stops))
+    out = np.zeros(n.size, dtype=np.float32)
+    for k, controller in enumerate(note.controllers[: len(ORGAN_HARMONICS)]):
         h = ORGAN_HARMONICS[k]
         if note.freq * h >= nyquist * 0.9:
             break
-        level = note.control(controller, n) if controller is not None else 1.0 / h
+        level = note.control(controller, n)
         out += (level / np.float32(np.sqrt(h))) * np.sin(phase(n, note.freq * h, note.sample_rate, turn=TWO_PI))
     return out
 

@@ -12,6 +12,7 @@ any length in bounded memory, making its mix once to measure it and again to fin
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
@@ -86,6 +87,27 @@ class LoudnessMeter:
             self._steps = grown
         self._steps[self.count : self.count + rows.shape[0]] = rows
         self.count += rows.shape[0]
+
+    @property
+    def position(self) -> int:
+        """Samples (frames) measured so far."""
+        return self.count * self.step + self.filled
+
+    def mark(self) -> tuple:
+        """What ``resumed`` needs to go on from here: the filters' memory, the open step."""
+        return self.count, self.state.copy(), self.partial.copy(), self.filled
+
+    def resumed(self, mark: tuple, gain: float) -> LoudnessMeter:
+        """A meter that has measured what this one had at ``mark``, every sample times
+        ``gain``: the filters are linear, so their memory scales by ``gain`` and the sums
+        of squares by its square, without measuring the samples again."""
+        count, state, partial, filled = mark
+        meter = LoudnessMeter.__new__(LoudnessMeter)
+        meter.sos, meter.step = self.sos, self.step
+        meter.state = (state * np.float32(gain)).astype(np.float32)
+        meter._steps = self._steps[: max(count, 64)] * (gain * gain)
+        meter.count, meter.partial, meter.filled = count, partial * (gain * gain), filled
+        return meter
 
     @property
     def steps(self) -> np.ndarray:
@@ -187,29 +209,32 @@ class Limiter:
         self.need_history = np.ones(self.delay + self.hold)
         self.min_history = np.ones(2 * self.smooth)
 
-    def _needed_gain(self, context: np.ndarray, m: int) -> np.ndarray:
+    def _needed_gain(self, context: np.ndarray, m: int) -> np.ndarray | None:
         """The gain each of the last ``m`` samples of ``context``, LAG samples back, may have:
-        what keeps it, and the signal between it and its neighbours, under the ceiling."""
+        what keeps it, and the signal between it and its neighbours, under the ceiling.
+        None when that is 1 for every one of them (nothing near the ceiling)."""
         width = self.TAPS_PER_PHASE
-        ends = np.arange(context.shape[0] - m, context.shape[0])  # window ends, one per new sample
+        first = context.shape[0] - m  # the first window end, one per new sample
         level = np.abs(context[:, 0])
         for c in range(1, context.shape[1]):  # column by column: far faster than max(axis=1)
             np.maximum(level, np.abs(context[:, c]), out=level)
-        peak = level[ends - self.lag]
         # Between samples the signal rises at most a few dB: interpolate only near the ceiling.
         loud = level > 0.5 * self.ceiling
-        if loud.any():
-            # A window ending at e needs interpolating if any of its last width + 1 samples is loud.
-            window_loud = maximum_filter1d(loud.view(np.uint8), width + 1, origin=width // 2)
-            near = np.flatnonzero(window_loud[ends])
-            if near.size:
-                e = ends[near]
-                views = sliding_window_view(context, width, axis=0)  # view k holds context[k : k + width]
-                current = np.abs(views[e - width + 1][..., ::-1] @ self.interpolator.T).max(axis=(1, 2))
-                previous = np.abs(views[e - width][..., ::-1] @ self.interpolator.T).max(axis=(1, 2))
-                peak[near] = np.maximum(peak[near], np.maximum(current, previous))
+        if not loud[first - width :].any():
+            return None  # no window ending in this block reaches half the ceiling
+        peak = level[first - self.lag : context.shape[0] - self.lag].copy()
+        # A window ending at e needs interpolating if any of its last width + 1 samples is loud.
+        window_loud = maximum_filter1d(loud.view(np.uint8), width + 1, origin=width // 2)
+        near = np.flatnonzero(window_loud[first:])
+        if near.size:
+            e = near + first
+            views = sliding_window_view(context, width, axis=0)  # view k holds context[k : k + width]
+            current = np.abs(views[e - width + 1][..., ::-1] @ self.interpolator.T).max(axis=(1, 2))
+            previous = np.abs(views[e - width][..., ::-1] @ self.interpolator.T).max(axis=(1, 2))
+            peak[near] = np.maximum(peak[near], np.maximum(current, previous))
         with np.errstate(divide="ignore"):
-            return np.minimum(1.0, self.ceiling / peak)
+            need = np.minimum(1.0, self.ceiling / peak)
+        return None if need.min() >= 1.0 else need
 
     def process(self, block: np.ndarray) -> np.ndarray:
         x = np.asarray(block, dtype=np.float32)
@@ -217,7 +242,16 @@ class Limiter:
         if m == 0:
             return x.copy()
         history = np.concatenate([self.input_history, x])
-        need = np.concatenate([self.need_history, self._needed_gain(history, m)])
+        needed = self._needed_gain(history, m)
+        delayed = history[-(m + self.delay) : -self.delay]
+        self.input_history = history[-self.input_history.shape[0] :]
+        if needed is None and not self.engaged:
+            # Never a gain below 1 so far: the output is the input, delayed (the histories
+            # stay all ones, as the general path below would leave them).
+            return delayed.copy()
+        if needed is None:
+            needed = np.ones(m)
+        need = np.concatenate([self.need_history, needed])
         if need.min() >= 1.0 and self.min_history.min() >= 1.0:
             lows = np.ones(m)
         else:
@@ -228,8 +262,6 @@ class Limiter:
             lows = minimum_filter1d(need, span, origin=(span - 1) // 2)[-m:]
         lows = np.concatenate([self.min_history, lows])
         gain = moving_average(lows, self.smooth)[-m:]
-        delayed = history[-(m + self.delay) : -self.delay]
-        self.input_history = history[-self.input_history.shape[0] :]
         self.need_history = need[-self.need_history.size :]
         self.min_history = lows[-self.min_history.size :]
         return delayed * gain[:, None].astype(np.float32)
@@ -306,7 +338,9 @@ def master_passes(
     the gain is corrected and the pass made again (at most three such passes), each one
     starting the sinks afresh. Silence (no measurable loudness) passes through unchanged."""
     meter = LoudnessMeter(sample_rate, channels)
+    marks = []
     for block in mix():
+        marks.append((meter.position, meter.mark()))
         meter.process(block)
     measured = meter.loudness()
     if not math.isfinite(measured):
@@ -315,8 +349,9 @@ def master_passes(
     gain_db = loudness - measured
     for _ in range(3):
         limiter = Limiter(sample_rate, ceiling_db, channels=channels)
-        heard = LoudnessMeter(sample_rate, channels)
-        _pass(_limited(mix(), np.float32(10.0 ** (gain_db / 20.0)), limiter), sinks, heard)
+        gain = np.float32(10.0 ** (gain_db / 20.0))
+        heard = _Heard(meter, marks, float(gain), limiter)
+        _pass(_limited(mix(), gain, limiter), sinks, heard)
         if not limiter.engaged:
             break  # a pure gain: the loudness is exactly the target
         error = loudness - heard.loudness()
@@ -325,7 +360,51 @@ def master_passes(
         gain_db += error
 
 
-def _pass(blocks: Iterable[np.ndarray], sinks: Sequence[BlockSink], meter: LoudnessMeter | None = None) -> None:
+class _Heard:
+    """The loudness of the limited output, measured only from where the limiter first acts.
+
+    Until then the output is the mix times the gain, sample for sample (the limiter's gain
+    is exactly 1), which the first pass has measured already: the meter takes up the first
+    pass's state at the last block start before the limiter acted (scaled by the gain) and
+    measures on from there, so a piece the limiter never touches is not measured twice."""
+
+    def __init__(self, first: LoudnessMeter, marks: Sequence[tuple[int, tuple]], gain: float, limiter: Limiter):
+        self.first, self.marks, self.gain, self.limiter = first, marks, gain, limiter
+        self.meter: LoudnessMeter | None = None
+        self.position = 0  # output samples so far
+        self.recent: list[tuple[int, np.ndarray]] = []  # (start, block) since the last mark
+
+    def process(self, block: np.ndarray) -> None:
+        if self.meter is not None:
+            self.meter.process(block)
+            return
+        if not self.limiter.engaged:  # this block is still the mix times the gain
+            self.recent.append((self.position, block))
+            self.position += block.shape[0]
+            since = self._mark()[0]
+            while len(self.recent) > 1 and self.recent[1][0] <= since:
+                self.recent.pop(0)
+            return
+        since, mark = self._mark()
+        self.meter = self.first.resumed(mark, self.gain)
+        for start, earlier in self.recent:
+            if start + earlier.shape[0] > since:
+                self.meter.process(earlier[max(0, since - start) :])
+        self.recent = []
+        self.meter.process(block)
+
+    def _mark(self) -> tuple[int, tuple]:
+        """The last mark at or before the samples handed out so far end."""
+        k = bisect.bisect_right(self.marks, self.position, key=lambda m: m[0]) - 1
+        return self.marks[max(k, 0)]
+
+    def loudness(self) -> float:
+        if self.meter is None:  # never acted: a pure gain of the first pass's mix
+            return self.first.resumed(self.first.mark(), self.gain).loudness()
+        return self.meter.loudness()
+
+
+def _pass(blocks: Iterable[np.ndarray], sinks: Sequence[BlockSink], meter: LoudnessMeter | _Heard | None = None) -> None:
     for sink in sinks:
         sink.begin()
     for block in blocks:
