@@ -17,7 +17,18 @@ stopped as Ctrl-C stops it, mid-note. Prints, side by side:
 - the process's RSS after the first 500 tokens and at the end (goal: growth <= 50 MB);
 - MIDI note-ons that arrived more than one JACK period after their due time (goal 0), each
   timed on JACK's clock by a real input port (sonify's ``MidiInput``);
-- xruns, holds, the synth's render time a block, and notes left sounding after the stop (goal 0).
+- how late the scheduler's thread sent each note-on (against its due time less the MIDI
+  advance): what of the lateness above is the wake-up's, not JACK's;
+- xruns, holds, the synth's render time a block, and notes left sounding after the stop (goal 0);
+- the load the machine had meanwhile (load average, CPU time its host took, "steal");
+- last, the four acceptance lines, each with its goal and whether it is met.
+
+The live path's threads (the scheduler's, the player's, the synth's renderer, the MIDI
+input's) ask for real-time scheduling (``SCHED_FIFO``, ``sonify.live.realtime``) where the
+OS allows it; ``--no-realtime`` leaves them at normal priority (to compare). The model's
+thread (here the synthetic frames') stays at normal priority, as in ``sonify play``, unless
+``--model-realtime``: a thread of normal priority that holds the GIL when other work
+preempts it keeps the real-time ones waiting, and this shows how much that costs.
 
 ``--no-audio`` leaves the synth out: the MIDI path alone. At ``--speed`` N the synth renders N
 times the notes a second of a performance; where that is more than the machine renders in
@@ -29,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -69,6 +81,13 @@ def rss_mb() -> float:
     return math.nan
 
 
+def cpu_seconds() -> tuple[float, float]:
+    """(all CPUs' time, the part the host took from this machine: steal), seconds, since boot."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    hz = os.sysconf("SC_CLK_TCK")
+    return sum(fields[:8]) / hz, (fields[7] if len(fields) > 7 else 0) / hz
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=20_000, help="tokens to perform (default 20000)")
@@ -76,6 +95,12 @@ def main() -> None:
     parser.add_argument("--preset", default="default")
     parser.add_argument("--block", type=int, default=256)
     parser.add_argument("--no-clock", action="store_true", help="send no MIDI clock")
+    parser.add_argument("--no-realtime", action="store_true", help="leave the live path's threads at normal priority")
+    parser.add_argument(
+        "--model-realtime",
+        action="store_true",
+        help="the (synthetic) model's thread real-time too: shows what the GIL held by a model thread of normal priority costs",
+    )
     parser.add_argument(
         "--no-audio",
         action="store_true",
@@ -133,6 +158,7 @@ def run(args, jack) -> None:
     from sonify.live.audio import AudioOut
     from sonify.live.midi import MidiOut, open_input, open_output
     from sonify.live.player import LiveTiming, Player
+    from sonify.live.realtime import PLAYER_PRIORITY, ask_realtime
     from sonify.live.scheduler import Scheduler
     from sonify.music.mapping import make_score
 
@@ -142,6 +168,8 @@ def run(args, jack) -> None:
     preset = replace(base, music=music, timing=timing)
 
     def frames(limit: int | None, player: Player | None = None) -> Iterator:
+        if player is not None and args.model_realtime:  # this generator runs in the model's thread
+            marks["model_realtime"] = ask_realtime(PLAYER_PRIORITY, "the synthetic model")
         for i, text in enumerate(tokens()):
             if limit is not None and i == limit:
                 return
@@ -158,10 +186,12 @@ def run(args, jack) -> None:
 
     marks: dict[str, float] = {}
     voices = make_score(list(frames(4)), preset).voices
-    scheduler = Scheduler()
-    # What was due when, for the note-ons: allocated up front, so the RSS shows the live path's own growth.
+    realtime = not args.no_realtime
+    scheduler = Scheduler(realtime=realtime)
+    # What was due when, and sent when, for the note-ons: allocated up front, so the RSS shows the live path's own growth.
     most = args.tokens * 8
     due_times, due_keys, scheduled = np.full(most, np.nan), np.full(most, -1, dtype=np.int64), [0]
+    sent_times, sent_keys, sent = np.full(most, np.nan), np.full(most, -1, dtype=np.int64), [0]
 
     class CountingMidi(MidiOut):
         """The real MIDI sink; only notes down when each note-on is due (the goal's reference).
@@ -176,18 +206,32 @@ def run(args, jack) -> None:
             scheduled[0] += 1
             super().note_on(due, note)
 
+        def send(self, message):
+            k = sent[0]
+            if message.type == "note_on" and message.velocity > 0 and k < most:
+                sent_times[k], sent_keys[k] = time.monotonic(), ident(message.channel, message.note, message.velocity)
+                sent[0] += 1
+            super().send(message)
+
     midi = CountingMidi(open_output(None), scheduler, {v.channel for v in voices}, keep=False)
     arrivals = Arrivals(most)
-    receiver = open_input("sonify:out", "the benchmark's receiver")
+    receiver = open_input("sonify:out", "the benchmark's receiver", realtime=realtime)
     receiver.callback = arrivals
-    audio = None if args.no_audio else AudioOut(preset.synth, preset.music.tempo, voices, block=args.block)
+    audio = None if args.no_audio else AudioOut(preset.synth, preset.music.tempo, voices, block=args.block, realtime=realtime)
     player = Player(
-        preset, midi=midi, audio=audio, scheduler=scheduler, timing=LiveTiming(latency=0.3, clock=not args.no_clock, keep=False)
+        preset,
+        midi=midi,
+        audio=audio,
+        scheduler=scheduler,
+        timing=LiveTiming(latency=0.3, clock=not args.no_clock, keep=False, realtime=realtime),
     )
     rss_start = rss_mb()
     started = time.monotonic()
+    cpu_start = cpu_seconds()
     report = player.play(frames(None, player))
     wall = time.monotonic() - started
+    cpu_end = cpu_seconds()
+    load = os.getloadavg()
     rss_end = rss_mb()
     time.sleep(0.5)  # the panic's messages arrive
     receiver.close()
@@ -207,9 +251,24 @@ def run(args, jack) -> None:
     errors, lost = match(arrivals.times[:n], arrivals.keys[:n], due_times[: scheduled[0]], due_keys[: scheduled[0]])
     period = jack.period_seconds
     late_notes = int(np.sum(errors > period))
+    # When each note-on was sent against when it was to be sent (due less the MIDI advance).
+    woken, _ = match(
+        sent_times[: sent[0]], sent_keys[: sent[0]], due_times[: scheduled[0]] - midi.advance, due_keys[: scheduled[0]]
+    )
 
     blocks = "no audio" if audio is None else f"audio blocks {args.block}"
     print(f"JACK dummy, 48 kHz, period {jack.period} ({period * 1000:.2f} ms), realtime {jack.realtime}; {blocks}")
+    threads = (
+        f"scheduler {'SCHED_FIFO' if scheduler.realtime else 'normal'}, player {'SCHED_FIFO' if report.realtime else 'normal'}"
+    )
+    threads += f", model {'SCHED_FIFO' if marks.get('model_realtime') else 'normal'}"
+    if audio is not None:
+        threads += f", synth renderer {'SCHED_FIFO' if audio.realtime else 'normal'}"
+    steal = (cpu_end[1] - cpu_start[1]) / max(cpu_end[0] - cpu_start[0], 1e-9)
+    print(
+        f"threads: {threads}{'' if realtime else ' (--no-realtime)'}; machine: {os.cpu_count()} CPUs, "
+        f"load average {load[0]:.2f} (1 min) at the end, host steal {steal:.1%} of CPU time during the run"
+    )
     print(
         f"{args.preset} preset at {args.speed:g}x ({preset.music.tempo:g} bpm, {preset.timing.words_per_minute:g} words a minute), "
         f"MIDI clock {'off' if args.no_clock else 'on'}: {report.tokens} tokens in {wall:.1f} s wall "
@@ -218,7 +277,9 @@ def run(args, jack) -> None:
     print(f"{'':34s}{'tokens 500-1500':>17s}{'last 1000':>12s}{'ratio':>8s}   goal")
     print(f"{'player CPU per token (us)':34s}{per_early:17.1f}{per_late:12.1f}{per_late / per_early:8.2f}   <= 1.2")
     rss_500 = marks.get("rss_500", math.nan)
-    print(f"{'RSS (MB; at start ' + f'{rss_start:.0f}' + ')':34s}{rss_500:17.1f}{rss_end:12.1f}{rss_end - rss_500:+8.1f}   growth <= 50 MB")
+    print(
+        f"{'RSS (MB; at start ' + f'{rss_start:.0f}' + ')':34s}{rss_500:17.1f}{rss_end:12.1f}{rss_end - rss_500:+8.1f}   growth <= 50 MB"
+    )
     worst = float(np.nanmax(errors)) * 1000 if errors.size else math.nan
     print(
         f"MIDI note-ons later than one period: {late_notes} of {errors.size} "
@@ -226,6 +287,12 @@ def run(args, jack) -> None:
         f"{lost} due before the stop never arrived"
     )
     print(f"scheduler: {scheduler.calls} calls, worst {scheduler.worst * 1000:.2f} ms late")
+    if woken.size:
+        print(
+            f"note-ons sent by the scheduler after their time: median {np.median(woken) * 1000:+.2f} ms, p99 "
+            f"{np.percentile(woken, 99) * 1000:+.2f}, worst {woken.max() * 1000:+.2f}; {int(np.sum(woken > 0.001))} more than 1 ms, "
+            f"{int(np.sum(woken > period))} more than a period"
+        )
     starved = "no audio" if audio is None else f"{audio.starved} blocks not rendered in time"
     print(f"xruns: {report.xruns} ({starved}); holds: {report.holds} ({report.held_seconds:.2f} s)")
     if audio is not None:
@@ -239,6 +306,15 @@ def run(args, jack) -> None:
         f"All Notes Off on every channel that played: {set(arrivals.all_off) >= {v.channel for v in voices}}); "
         f"stopped as Ctrl-C: {report.interrupted is not None}"
     )
+    ratio, growth, hanging = per_late / per_early, rss_end - rss_500, arrivals.hanging()
+    print("acceptance:")
+    for what, value, met in (
+        ("per-token compute, last 1000 tokens / tokens 500-1500 (goal <= 1.2x)", f"{ratio:.2f}x", ratio <= 1.2),
+        ("RSS growth from token 500 to the end (goal <= 50 MB)", f"{growth:+.1f} MB", growth <= 50),
+        ("MIDI note-ons later than one JACK period (goal 0)", f"{late_notes} of {errors.size}", late_notes == 0),
+        ("notes left sounding after Ctrl-C (goal 0)", f"{hanging}", hanging == 0),
+    ):
+        print(f"  {what:72s}{value:>16s}   {'met' if met else 'NOT MET'}")
 
 
 def ident(channel: int, pitch: int, velocity: int) -> int:

@@ -21,6 +21,7 @@ from ..music.score import Control, Note, VoiceInfo
 from ..synth.dsp import db
 from ..synth.engine import SynthEngine
 from ..synth.master import Limiter
+from .realtime import RENDER_PRIORITY, ask_realtime
 
 # The mix sits about this far under the preset's loudness target before the live gain;
 # measured on the presets' offline renders (raw -26 to -34 LUFS), so live audio lands
@@ -64,7 +65,10 @@ class AudioOut:
     """Plays notes through our synth on a sounddevice output stream."""
 
     def __init__(self, settings: Synth, tempo_bpm: float, voices: tuple[VoiceInfo, ...], block: int = 256,
-                 device: str | int | None = None, record: bool = False):  # fmt: skip
+                 device: str | int | None = None, record: bool = False, realtime: bool = True):  # fmt: skip
+        """``realtime``: the renderer's thread asks for real-time scheduling (``realtime.ask_realtime``;
+        ``self.realtime`` says whether it got it). The sound card's callback runs in the audio
+        server's thread, real-time where the server is."""
         self.sd = sounddevice_module()
         info = default_output(device)
         self.device = device
@@ -92,6 +96,8 @@ class AudioOut:
         self.zero_time: float | None = None  # monotonic time at which sample 0 is heard
         self.fading = 0
         self.stream = None
+        self._want_realtime = realtime
+        self.realtime = False
 
     @property
     def delay(self) -> float:
@@ -142,6 +148,8 @@ class AudioOut:
         self.busy.append(time.perf_counter() - began)
 
     def _render_loop(self) -> None:
+        if self._want_realtime:
+            self.realtime = ask_realtime(RENDER_PRIORITY, "the synth's renderer")
         while self._running:
             while self._running and len(self.ready) < self.ahead:
                 self._render_block()

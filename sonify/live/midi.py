@@ -13,6 +13,7 @@ from pathlib import Path
 from ..errors import SonifyError
 from ..music.score import Control, Note
 from ..outputs.files import atomic_write
+from .realtime import INPUT_PRIORITY, ask_realtime
 from .scheduler import Scheduler
 
 VIRTUAL_PORT = "sonify"
@@ -107,14 +108,14 @@ class RtMidiOutput:
             self._out.delete()
 
 
-def open_input(name: str, option: str = "--clock-in"):
+def open_input(name: str, option: str = "--clock-in", realtime: bool = True):
     """The MIDI input port ``name`` (exact, or a unique part of a name), opened without a
-    callback (a ``MidiInput`` where mido's backend is RtMidi); ``option`` is the command-line
-    option that named it, for the error."""
+    callback (a ``MidiInput`` where mido's backend is RtMidi, its thread real-time where
+    allowed if ``realtime``); ``option`` is the command-line option that named it, for the error."""
     mido = midi_module()
     api = _rtmidi_api(mido)
     if api is not None:
-        return _opened(lambda: MidiInput(name, api, f"{option} {name!r}"))
+        return _opened(lambda: MidiInput(name, api, f"{option} {name!r}", realtime))
     return mido.open_input(_matching_port(_opened(mido.get_input_names), name, f"{option} {name!r}", "input"))
 
 
@@ -133,9 +134,11 @@ class MidiInput:
     QUEUE = 4096  # messages the queue holds
     ANCHOR = 1.0  # seconds of messages that place JACK's clock on ours (see _arrival)
 
-    def __init__(self, name: str, api: int, label: str):
+    def __init__(self, name: str, api: int, label: str, realtime: bool = True):
         """The port ``name`` (exact, or a unique part of a name) of RtMidi's ``api``;
-        ``label`` names it in the error when no one port matches."""
+        ``label`` names it in the error when no one port matches. With ``realtime`` the
+        thread that reads it asks for real-time scheduling (``realtime.ask_realtime``): it
+        takes the GIL every millisecond, and must not keep the MIDI scheduler waiting for it."""
         import rtmidi
 
         self._in = rtmidi.MidiIn(api, queue_size_limit=self.QUEUE)
@@ -145,6 +148,7 @@ class MidiInput:
         self._since = 0.0  # JACK's time of the latest message, from the first
         self._offsets: deque[tuple[float, float]] = deque()  # (JACK time, taken at - JACK time), offsets ascending
         self._stop = threading.Event()
+        self._realtime = realtime
         self._thread = threading.Thread(target=self._run, name=f"midi-in {name}", daemon=True)
         self._thread.start()
 
@@ -162,6 +166,8 @@ class MidiInput:
 
     def _run(self) -> None:
         mido = midi_module()
+        if self._realtime:
+            ask_realtime(INPUT_PRIORITY, f"the MIDI input {self.name!r}")
         while not self._stop.is_set():
             got = self._in.get_message() if self.callback is not None else None  # until then RtMidi keeps them
             if got is None:

@@ -26,6 +26,7 @@ from .follow import Leader
 from .midi import MidiOut
 from .osc import OscOut
 from .page import LivePage
+from .realtime import PLAYER_PRIORITY, realtime
 from .scheduler import Scheduler
 from .stream import GrowingScore
 from .view import TerminalView
@@ -52,6 +53,7 @@ class Performance:
     compute_seconds: array = field(default_factory=lambda: array("d"))
     compute_tokens: array = field(default_factory=lambda: array("q"))
     interrupted: BaseException | None = None  # the Ctrl-C or SIGTERM that stopped it
+    realtime: bool = False  # whether the player's thread ran under real-time scheduling
     scheduled: list[tuple[float, str, int, int]] = field(default_factory=list)  # (due, kind, channel, pitch) of MIDI notes
     score: object = None
 
@@ -68,7 +70,9 @@ class LiveTiming:
     starts on the leader's beat 0, every event
     falls on the leader's beat grid (the sinks' scheduler has to be a
     ``follow.FollowingScheduler``), and no clock is sent. With ``steering`` a controller
-    moves parameters while it plays (``control.Steering``)."""
+    moves parameters while it plays (``control.Steering``). With ``realtime`` the player's
+    thread asks for real-time scheduling while it plays (``realtime.realtime``; the
+    scheduler's and the synth's threads ask for themselves)."""
 
     latency: float = 0.3
     lead: float = 0.05
@@ -78,6 +82,7 @@ class LiveTiming:
     keep: bool = True
     follow: Leader | None = None
     steering: Steering | None = None
+    realtime: bool = True
 
     def __post_init__(self) -> None:
         if not self.latency >= 0.02:
@@ -115,6 +120,7 @@ class Player:
         self.scheduler = scheduler or next((s.scheduler for s in sinks if s is not None), None) or Scheduler()
         self.latency, self.lead, self.clock = timing.latency, timing.lead, timing.clock
         self.max_seconds = timing.max_seconds
+        self.realtime = timing.realtime
         # The Score is extended only while less than this much music is scheduled ahead:
         # the mapping's work is spread over the performance instead of crowding the start.
         self.horizon = timing.horizon
@@ -173,65 +179,67 @@ class Player:
         if self.view is not None:
             self.view.start()
         producer.start()
-        # Python threads hand over the GIL every 5 ms by default, as long as an audio block:
-        # the audio callback and the MIDI scheduler must not wait that long.
-        switch = sys.getswitchinterval()
-        sys.setswitchinterval(0.0005)
-        gc.freeze()  # what exists now is never collected: no long collector pauses mid-performance
-        t0: float | None = None
-        offset = 0.0
-        opened: dict[tuple, float] = {}
-        score = None
-        try:
-            ended = False
-            while not ended:
-                if t0 is not None:
-                    self._wait_until(t0 + offset + growing.last_time - self.horizon)
-                batch = self._next_batch(inbox, self.batch)
-                began = time.thread_time()
-                ended = batch and batch[-1] is _END
-                frames_in = [f for f in batch if isinstance(f, Frame)]
-                release = growing.add(frames_in, *self._steered_music(growing))
-                if self.max_seconds is not None and growing.end >= self.max_seconds:
-                    ended = True
-                if ended:
-                    cued = growing.cued  # the last add and the finish go out as one release
-                    release.extend(growing.finish())
-                    growing.cued = {**cued, **growing.cued}
-                if t0 is None:
-                    t0 = self.follow.origin if self.follow is not None else time.monotonic() + self.latency
-                    report.start = t0
-                    if self.midi is not None and self.clock and self.follow is None:
-                        self.midi.start_clock(t0, self.preset.music.tempo)
-                    if self.osc is not None:
-                        self.osc.event(t0, "start")
-                    if self.page is not None:
-                        self.page.event(t0, "start")
-                offset = self._hold_if_late(release, t0, offset, report)
-                self._dispatch(release, growing, t0, offset, zero, opened, report)
-                self._tempo_and_preset_out(growing, t0 + offset)
-                report.token_seconds.extend(c.duration for c in sorted(release.cues, key=lambda c: (c.time, c.token)))
-                report.tokens = growing.tokens
-                report.compute_seconds.append(time.thread_time() - began)
-                report.compute_tokens.append(growing.tokens)
-            score = growing.score if self.keep else None
-            report.score = score
-            report.end = t0 + offset + growing.end
-            if self.midi is not None:
-                self.midi.stop_clock(report.end)
-            if self.osc is not None:
-                self.osc.event(report.end, "stop")
-            if self.page is not None:
-                self.page.event(report.end, "stop", growing.end)
-            tail = self.audio.engine.tail_seconds if self.audio is not None else 0.05
-            self._wait_until(report.end + tail)
-        except KeyboardInterrupt as exc:
-            report.interrupted = exc
-        finally:
-            done.set()
-            sys.setswitchinterval(switch)
-            gc.unfreeze()
-            self._silence(report)
+        # Started before this thread turns real-time: the model's thread must not inherit it.
+        with realtime(PLAYER_PRIORITY, "the live player", self.realtime) as report.realtime:
+            # Python threads hand over the GIL every 5 ms by default, as long as an audio block:
+            # the audio callback and the MIDI scheduler must not wait that long.
+            switch = sys.getswitchinterval()
+            sys.setswitchinterval(0.0005)
+            gc.freeze()  # what exists now is never collected: no long collector pauses mid-performance
+            t0: float | None = None
+            offset = 0.0
+            opened: dict[tuple, float] = {}
+            score = None
+            try:
+                ended = False
+                while not ended:
+                    if t0 is not None:
+                        self._wait_until(t0 + offset + growing.last_time - self.horizon)
+                    batch = self._next_batch(inbox, self.batch)
+                    began = time.thread_time()
+                    ended = batch and batch[-1] is _END
+                    frames_in = [f for f in batch if isinstance(f, Frame)]
+                    release = growing.add(frames_in, *self._steered_music(growing))
+                    if self.max_seconds is not None and growing.end >= self.max_seconds:
+                        ended = True
+                    if ended:
+                        cued = growing.cued  # the last add and the finish go out as one release
+                        release.extend(growing.finish())
+                        growing.cued = {**cued, **growing.cued}
+                    if t0 is None:
+                        t0 = self.follow.origin if self.follow is not None else time.monotonic() + self.latency
+                        report.start = t0
+                        if self.midi is not None and self.clock and self.follow is None:
+                            self.midi.start_clock(t0, self.preset.music.tempo)
+                        if self.osc is not None:
+                            self.osc.event(t0, "start")
+                        if self.page is not None:
+                            self.page.event(t0, "start")
+                    offset = self._hold_if_late(release, t0, offset, report)
+                    self._dispatch(release, growing, t0, offset, zero, opened, report)
+                    self._tempo_and_preset_out(growing, t0 + offset)
+                    report.token_seconds.extend(c.duration for c in sorted(release.cues, key=lambda c: (c.time, c.token)))
+                    report.tokens = growing.tokens
+                    report.compute_seconds.append(time.thread_time() - began)
+                    report.compute_tokens.append(growing.tokens)
+                score = growing.score if self.keep else None
+                report.score = score
+                report.end = t0 + offset + growing.end
+                if self.midi is not None:
+                    self.midi.stop_clock(report.end)
+                if self.osc is not None:
+                    self.osc.event(report.end, "stop")
+                if self.page is not None:
+                    self.page.event(report.end, "stop", growing.end)
+                tail = self.audio.engine.tail_seconds if self.audio is not None else 0.05
+                self._wait_until(report.end + tail)
+            except KeyboardInterrupt as exc:
+                report.interrupted = exc
+            finally:
+                done.set()
+                sys.setswitchinterval(switch)
+                gc.unfreeze()
+                self._silence(report)
         return report
 
     def _steered_music(self, growing: GrowingScore) -> tuple:

@@ -9,14 +9,19 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from .realtime import SCHEDULER_PRIORITY, ask_realtime
+
 KEPT = 4096  # lateness of the latest calls kept for statistics (a bounded window)
 
 
 class Scheduler:
     """Calls each scheduled function as close to its due time (``time.monotonic``) as the
-    OS allows; functions due at the same time run in the order they were scheduled."""
+    OS allows; functions due at the same time run in the order they were scheduled.
 
-    def __init__(self) -> None:
+    Its thread asks for real-time scheduling (``realtime.ask_realtime``) unless ``realtime``
+    is False; ``self.realtime`` says whether it got it."""
+
+    def __init__(self, realtime: bool = True) -> None:
         self._heap: list[tuple[float, int, Callable[[], None]]] = []
         self._order = itertools.count()
         self._wake = threading.Condition()
@@ -29,13 +34,20 @@ class Scheduler:
         self.worst = 0.0  # the latest any call ran, seconds
         self.calls = 0
         self.errors = 0  # calls that raised
+        self.realtime = False
+        self._want_realtime = realtime
         self._thread = threading.Thread(target=self._run, name="sonify-scheduler", daemon=True)
         self._thread.start()
 
     def at(self, due: float, call: Callable[[], None]) -> None:
+        entry = (due, next(self._order), call)
         with self._wake:
-            heapq.heappush(self._heap, (due, next(self._order), call))
-            self._wake.notify()
+            heapq.heappush(self._heap, entry)
+            # The thread sleeps until its earliest call: only a new earliest one changes that.
+            # Waking it for every later one would have it contend for the GIL with the
+            # player, which schedules hundreds of events a step.
+            if self._heap[0] is entry:
+                self._wake.notify()
 
     def clear(self) -> None:
         """Forget everything not yet run; returns once a call already under way has ended,
@@ -53,6 +65,8 @@ class Scheduler:
         self._thread.join(timeout=2)
 
     def _run(self) -> None:
+        if self._want_realtime:
+            self.realtime = ask_realtime(SCHEDULER_PRIORITY, "the MIDI scheduler")
         while True:
             with self._wake:
                 while not self._stopped and (not self._heap or self._heap[0][0] > time.monotonic()):
