@@ -23,9 +23,10 @@ stopped as Ctrl-C stops it, mid-note. Prints, side by side:
 - the load the machine had meanwhile (load average, CPU time its host took, "steal");
 - last, the four acceptance lines, each with its goal and whether it is met.
 
-The live path's threads (the scheduler's, the player's, the synth's renderer, the MIDI
-input's) ask for real-time scheduling (``SCHED_FIFO``, ``sonify.live.realtime``) where the
-OS allows it; ``--no-realtime`` leaves them at normal priority (to compare). The model's
+With ``--realtime`` (as ``sonify play --realtime``) the live path's threads (the scheduler's,
+the player's, the synth's renderer, the MIDI input's) ask for real-time scheduling
+(``SCHED_FIFO``, ``sonify.live.realtime``) where the OS allows it; without, they run at
+normal priority, as ``sonify play`` does by default. The model's
 thread (here the synthetic frames') stays at normal priority, as in ``sonify play``, unless
 ``--model-realtime``: a thread of normal priority that holds the GIL when other work
 preempts it keeps the real-time ones waiting, and this shows how much that costs.
@@ -95,7 +96,7 @@ def main() -> None:
     parser.add_argument("--preset", default="default")
     parser.add_argument("--block", type=int, default=256)
     parser.add_argument("--no-clock", action="store_true", help="send no MIDI clock")
-    parser.add_argument("--no-realtime", action="store_true", help="leave the live path's threads at normal priority")
+    parser.add_argument("--realtime", action="store_true", help="the live path's threads real-time where allowed (sonify play --realtime)")
     parser.add_argument(
         "--model-realtime",
         action="store_true",
@@ -186,7 +187,7 @@ def run(args, jack) -> None:
 
     marks: dict[str, float] = {}
     voices = make_score(list(frames(4)), preset).voices
-    realtime = not args.no_realtime
+    realtime = args.realtime
     scheduler = Scheduler(realtime=realtime)
     # What was due when, and sent when, for the note-ons: allocated up front, so the RSS shows the live path's own growth.
     most = args.tokens * 8
@@ -266,7 +267,7 @@ def run(args, jack) -> None:
         threads += f", synth renderer {'SCHED_FIFO' if audio.realtime else 'normal'}"
     steal = (cpu_end[1] - cpu_start[1]) / max(cpu_end[0] - cpu_start[0], 1e-9)
     print(
-        f"threads: {threads}{'' if realtime else ' (--no-realtime)'}; machine: {os.cpu_count()} CPUs, "
+        f"threads: {threads}{' (--realtime)' if realtime else ''}; machine: {os.cpu_count()} CPUs, "
         f"load average {load[0]:.2f} (1 min) at the end, host steal {steal:.1%} of CPU time during the run"
     )
     print(

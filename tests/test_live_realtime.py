@@ -1,6 +1,7 @@
-"""The live path's threads run under real-time scheduling where the OS allows it, fall back
-to normal priority where it refuses, and the player's thread is itself again after a
-performance (no sound server needed: the threads' scheduling is read back from the OS)."""
+"""With ``--realtime`` the live path's threads run under real-time scheduling where the OS
+allows it, fall back to normal priority where it refuses, and the player's thread is itself
+again after a performance; by default they run at normal priority (no sound server needed:
+the threads' scheduling is read back from the OS)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def ran(scheduler: Scheduler) -> None:
 
 
 def test_the_scheduler_thread_is_real_time_where_allowed():
-    scheduler = Scheduler()
+    scheduler = Scheduler(realtime=True)
     try:
         ran(scheduler)
         assert scheduler.realtime == allowed()
@@ -48,7 +49,7 @@ def test_the_scheduler_thread_is_real_time_where_allowed():
         assert policy(scheduler._thread.native_id) == expected
     finally:
         scheduler.stop()
-    plain = Scheduler(realtime=False)
+    plain = Scheduler()  # the default: normal priority
     try:
         ran(plain)
         assert not plain.realtime
@@ -84,9 +85,9 @@ def test_the_player_thread_is_real_time_while_it_plays_and_itself_after():
             model.append(policy(threading.get_native_id()))
             yield frame(i, text=" word")
 
-    scheduler = Scheduler()
+    scheduler = Scheduler(realtime=True)
     try:
-        report = Player(preset, scheduler=scheduler, timing=LiveTiming(latency=0.05, max_seconds=0.5)).play(frames())
+        report = Player(preset, scheduler=scheduler, timing=LiveTiming(latency=0.05, max_seconds=0.5, realtime=True)).play(frames())
     finally:
         scheduler.stop()
     assert report.realtime == allowed()

@@ -62,6 +62,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     timing.add_argument("--device", metavar="NAME", help="audio output device (default: the system's)")
     timing.add_argument("--no-clock", action="store_true", help="send no MIDI clock")
     timing.add_argument(
+        "--realtime",
+        action="store_true",
+        help="run the scheduler, the player, the synth's renderer and MIDI inputs under real-time scheduling "
+        "where the OS allows it (Linux: rtprio rights); for a machine given over to the performance",
+    )
+    timing.add_argument(
         "--clock-in",
         metavar="PORT",
         help="follow the MIDI clock arriving on this input (24 a beat): start on its Start, keep to its beat, end on its Stop (MIDI, OSC and page outputs)",
@@ -305,7 +311,7 @@ def run_play(args: argparse.Namespace) -> int:
     else:
         frames, calibration, voices, model_name = _model_for_play(args, preset, lost, steering)
         max_seconds = args.duration
-    scheduler = Scheduler()
+    scheduler = Scheduler(realtime=args.realtime)
     midi = audio = osc = view = page = follower = None
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
@@ -313,7 +319,7 @@ def run_play(args: argparse.Namespace) -> int:
             from ..live.follow import ClockFollower, FollowingScheduler
             from ..live.midi import open_input
 
-            port = open_input(args.clock_in)
+            port = open_input(args.clock_in, realtime=args.realtime)
             follower = ClockFollower(preset.music.tempo)
             follower.listen(port)
             scheduler = FollowingScheduler(follower, scheduler)
@@ -328,7 +334,7 @@ def run_play(args: argparse.Namespace) -> int:
         if steering is not None:
             from ..live.midi import open_input
 
-            steering.listen(open_input(args.control_in, "--control-in"))
+            steering.listen(open_input(args.control_in, "--control-in", realtime=args.realtime))
             bound = ", ".join(f"{b.kind}{b.number} {b.param}" for b in preset.controls)
             print(f"steering from {args.control_in}: {bound}", file=sys.stderr)
         if args.page is not None:
@@ -343,7 +349,7 @@ def run_play(args: argparse.Namespace) -> int:
             from ..live.audio import AudioOut
 
             audio = AudioOut(preset.synth, preset.music.tempo, voices, block=args.block, device=args.device,
-                             record=any(Path(p).suffix.lower() != ".mid" for p in args.record))  # fmt: skip
+                             record=any(Path(p).suffix.lower() != ".mid" for p in args.record), realtime=args.realtime)  # fmt: skip
         if args.osc is not None:
             from ..live.osc import OscOut
 
@@ -357,7 +363,8 @@ def run_play(args: argparse.Namespace) -> int:
         # Unless the Score is written, the report needs none: the memory stays bounded however long it plays.
         keep = bool(args.score_out)
         timing = LiveTiming(
-            latency=args.latency, clock=not args.no_clock, max_seconds=max_seconds, keep=keep, follow=follower, steering=steering
+            latency=args.latency, clock=not args.no_clock, max_seconds=max_seconds, keep=keep, follow=follower, steering=steering,
+            realtime=args.realtime,
         )
         player = Player(preset, midi=midi, audio=audio, osc=osc, view=view, page=page, scheduler=scheduler, timing=timing)
         if follower is not None:  # the leader's Stop ends the performance, every note silenced

@@ -65,7 +65,7 @@ class AudioOut:
     """Plays notes through our synth on a sounddevice output stream."""
 
     def __init__(self, settings: Synth, tempo_bpm: float, voices: tuple[VoiceInfo, ...], block: int = 256,
-                 device: str | int | None = None, record: bool = False, realtime: bool = True):  # fmt: skip
+                 device: str | int | None = None, record: bool = False, realtime: bool = False):  # fmt: skip
         """``realtime``: the renderer's thread asks for real-time scheduling (``realtime.ask_realtime``;
         ``self.realtime`` says whether it got it). The sound card's callback runs in the audio
         server's thread, real-time where the server is."""

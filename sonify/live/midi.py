@@ -108,7 +108,7 @@ class RtMidiOutput:
             self._out.delete()
 
 
-def open_input(name: str, option: str = "--clock-in", realtime: bool = True):
+def open_input(name: str, option: str = "--clock-in", realtime: bool = False):
     """The MIDI input port ``name`` (exact, or a unique part of a name), opened without a
     callback (a ``MidiInput`` where mido's backend is RtMidi, its thread real-time where
     allowed if ``realtime``); ``option`` is the command-line option that named it, for the error."""
@@ -134,7 +134,7 @@ class MidiInput:
     QUEUE = 4096  # messages the queue holds
     ANCHOR = 1.0  # seconds of messages that place JACK's clock on ours (see _arrival)
 
-    def __init__(self, name: str, api: int, label: str, realtime: bool = True):
+    def __init__(self, name: str, api: int, label: str, realtime: bool = False):
         """The port ``name`` (exact, or a unique part of a name) of RtMidi's ``api``;
         ``label`` names it in the error when no one port matches. With ``realtime`` the
         thread that reads it asks for real-time scheduling (``realtime.ask_realtime``): it

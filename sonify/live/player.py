@@ -82,7 +82,7 @@ class LiveTiming:
     keep: bool = True
     follow: Leader | None = None
     steering: Steering | None = None
-    realtime: bool = True
+    realtime: bool = False
 
     def __post_init__(self) -> None:
         if not self.latency >= 0.02:

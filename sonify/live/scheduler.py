@@ -18,10 +18,10 @@ class Scheduler:
     """Calls each scheduled function as close to its due time (``time.monotonic``) as the
     OS allows; functions due at the same time run in the order they were scheduled.
 
-    Its thread asks for real-time scheduling (``realtime.ask_realtime``) unless ``realtime``
-    is False; ``self.realtime`` says whether it got it."""
+    With ``realtime`` its thread asks for real-time scheduling (``realtime.ask_realtime``);
+    ``self.realtime`` says whether it got it."""
 
-    def __init__(self, realtime: bool = True) -> None:
+    def __init__(self, realtime: bool = False) -> None:
         self._heap: list[tuple[float, int, Callable[[], None]]] = []
         self._order = itertools.count()
         self._wake = threading.Condition()
