@@ -152,18 +152,23 @@ def test_live_audio_matches_the_offline_render(jack, tmp_path):
     engine = SynthEngine.for_score(report.score, preset.synth, sample_rate=rate)
     offline = Limiter(rate, preset.synth.ceiling).process(engine.process(int(report.score.end * rate)) * audio.gain)
     first_offline = int(np.flatnonzero(np.abs(offline[:, 0]) > 1e-4)[0])
-    # What the synth handed the sound card is the offline render, whatever the load.
+    # What the synth handed the sound card is the offline render, whatever the load, up to the
+    # first note or control it was handed after that moment had been rendered: a player held
+    # back longer than its latency (the report counts those; on a loaded machine, rarely).
     played = audio.recording()
     first_played = int(np.flatnonzero(np.abs(played[:, 0]) > 1e-4)[0])
     n = min(len(offline) - first_offline, len(played) - first_played)
+    if audio.engine.first_late is not None:
+        n = min(n, audio.engine.first_late - first_played)
+    print(f"{report.late_to_synth} events reached the synth late; compared {n / rate:.1f} s")
     assert n > rate * 10
     assert np.abs(played[first_played : first_played + n] - offline[first_offline : first_offline + n]).max() < 1e-3
     # What the server played: the same, in 0.1 s windows, but for those an xrun spoilt (a
     # block each, so at most two windows) and a shift of at most a block per xrun.
     first_live = int(np.flatnonzero(np.abs(live[:, 0]) > 1e-4)[0])
     block, window = audio.block, rate // 10
-    lags = aligned_windows(live[first_live:], offline, first_offline, (report.xruns + 1) * block, window)
-    assert len(lags) * window > rate * 10
+    lags = aligned_windows(live[first_live : first_live + n], offline, first_offline, (report.xruns + 1) * block, window)
+    assert len(lags) * window > rate * 9
     spoilt = sum(lag is None for lag in lags)
     print(f"xruns {report.xruns}; windows {len(lags)}, spoilt {spoilt}, lags {sorted({lag for lag in lags if lag is not None})}")
     assert spoilt <= 2 * report.xruns, f"{spoilt} of {len(lags)} windows differ from the offline render; {report.xruns} xruns"

@@ -350,3 +350,21 @@ def test_a_streamed_render_does_not_hold_the_piece(tmp_path):
     print(f"peak traced memory: {peaks[0]:.1f} MB for {lengths[0]:.0f} s, {peaks[1]:.1f} MB for {lengths[1]:.0f} s")
     assert lengths[1] - lengths[0] > 50.0
     assert peaks[1] - peaks[0] < 8.0
+
+
+def test_events_handed_over_after_their_moment_are_counted_as_late():
+    """Live, the player hands notes and controls to the synth ahead of the playhead; one that
+    comes after its moment was rendered is counted (and the earliest such moment kept), so a
+    performance can say its audio left the offline render there. Offline, none is."""
+    preset = load_preset("default")
+    score = make_score(read(POEM)[:60], preset)
+    offline = SynthEngine.for_score(score, preset.synth, sample_rate=48000)
+    offline.process(int(score.end * 48000))
+    assert offline.late == 0 and offline.first_late is None
+    live = SynthEngine(preset.synth, score.tempo.changes[0].bpm, score.voices, sample_rate=48000)
+    live.schedule(score.notes[:3], score.controls[:2], offset=48000)  # a second ahead: in time
+    live.process(48000 + 4800)
+    assert live.late == 0
+    late = [n for n in score.notes if n.time > 0.05][:2]
+    live.schedule(late, [], offset=0)  # their moments (after 0.05 s) were rendered long ago
+    assert live.late == 2 and live.first_late == min(round(n.time * 48000) for n in late)

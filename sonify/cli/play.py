@@ -400,7 +400,8 @@ def run_play(args: argparse.Namespace) -> int:
     model_time = sum(report.model_seconds)
     print(
         f"played {report.tokens} tokens; {report.holds} holds ({report.held_seconds:.2f} s), {report.xruns} xruns; "
-        f"the model needed {model_time:.1f} s for {budget:.1f} s of music",
+        + (f"{report.late_to_synth} events reached the synth late; " if report.late_to_synth else "")
+        + f"the model needed {model_time:.1f} s for {budget:.1f} s of music",
         file=sys.stderr,
     )
     if steering is not None:

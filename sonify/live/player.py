@@ -45,6 +45,7 @@ class Performance:
     holds: int = 0
     held_seconds: float = 0.0
     xruns: int = 0
+    late_to_synth: int = 0  # notes and controls our synth was handed after their moment had been rendered
     end: float = 0.0  # monotonic time the music ended (before the tail)
     model_seconds: array = field(default_factory=lambda: array("d"))
     token_seconds: array = field(default_factory=lambda: array("d"))
@@ -393,6 +394,7 @@ class Player:
             self.audio.panic()
             time.sleep(0.08)
             report.xruns = self.audio.xruns
+            report.late_to_synth = self.audio.engine.late
             self.audio.stop()
         if self.view is not None:
             self.view.stop()

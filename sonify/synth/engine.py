@@ -46,6 +46,11 @@ class SynthEngine:
         self.active: list[SoundingNote] = []
         self.by_voice: dict[str, list[SoundingNote]] = {}
         self.position = 0
+        # Events handed over after their moment was already rendered (live: the player fell
+        # behind the sound card), and the earliest such moment, a sample: the audio from there
+        # on is not the offline render's.
+        self.late = 0
+        self.first_late: int | None = None
         self.last_end = 0
         self._order = 0
         self.bus_filters: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
@@ -82,12 +87,15 @@ class SynthEngine:
         """Add notes and control changes (none earlier than the current block), each
         ``offset`` samples after its Score time (live audio starts the Score mid-stream)."""
         for control in controls:
+            self._note_if_late(round(control.time * self.sample_rate) + offset)
             self.lanes.add(control, offset)
         for note in notes:
+            self._note_if_late(round(note.time * self.sample_rate) + offset)
             self._add(note, offset=offset)
 
     def open(self, note: Note, offset: int = 0) -> None:
         """Start a note whose end is not known yet (live: the drone, a phrase's organ note)."""
+        self._note_if_late(round(note.time * self.sample_rate) + offset)
         self._add(note, open_ended=True, offset=offset)
 
     def close(self, note: Note) -> None:
@@ -97,7 +105,14 @@ class SynthEngine:
             return
         sounding.gate = max(note.duration, 0.0)
         sounding.end = sounding.start + self._length(sounding.instrument, sounding.gate)
+        self._note_if_late(sounding.start + round(sounding.gate * self.sample_rate))
         self.last_end = max(self.last_end, sounding.end)
+
+    def _note_if_late(self, moment: int) -> None:
+        """Count an event handed over (``schedule``, ``open``, ``close``) for a sample already rendered."""
+        if moment < self.position:
+            self.late += 1
+            self.first_late = moment if self.first_late is None else min(self.first_late, moment)
 
     def _add(self, note: Note, open_ended: bool = False, offset: int = 0) -> None:
         voice = self.voices[note.voice]
