@@ -3,9 +3,9 @@
 glibc's malloc keeps what a program frees for its next allocations. A render frees and
 allocates its audio blocks over and over, and the few long-lived objects made meanwhile
 leave the freed space in pieces it no longer reuses, so without this a render's resident
-memory creeps up with the piece's length (measured: after the audio, 31 MB of freed
-memory still resident for a 5-minute piece, 58 MB for a 20-minute one; 14 MB after
-mapping an hour's piece). ``release`` returns every free page (glibc's ``malloc_trim``); elsewhere it does
+memory creeps up with the piece's length (measured: after the audio, the heap held 31 MB
+of freed memory for a 5-minute piece, 58 MB for a 20-minute one; releasing it after
+mapping an hour's piece gave back 14 MB). ``release`` returns every free page (glibc's ``malloc_trim``); elsewhere it does
 nothing.
 """
 
