@@ -11,13 +11,13 @@ long) and ``OutputSettings`` (which files, where).
 from __future__ import annotations
 
 import contextlib
-import io
 import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from . import heap
 from .errors import SonifyError
 from .model.frame import Frame
 from .model.loader import ModelSettings
@@ -317,6 +317,7 @@ def render_files(
         check_format(audio_path, output.subtype)
     calibration, _ = trace_calibration(trace)
     score = make_score(trace.frames, preset, calibration)
+    heap.release()  # what the mapping freed, before the audio's blocks need memory
     result = Rendered(score, trace, sample_rate=rate)
     embed = "page" in outputs and output.page_audio == "embed"
     with OutputSet(overwrite=output.overwrite) as files, contextlib.ExitStack() as open_files:
@@ -333,23 +334,35 @@ def render_files(
         # After the audio, and one at a time: no output in memory adds to the render's peak.
         for kind in ("midi", "srt", "vtt", "lrc", "json", "plot", "page"):
             if kind in outputs:
-                files.write(paths[kind], _made(kind, trace, score, preset, name, ogg, audio_path if not embed else None))
+                if kind in ("midi", "json"):  # the largest two: written as they are made
+                    _write_streamed(kind, files, paths[kind], score, name)
+                else:
+                    files.write(paths[kind], _made(kind, trace, score, preset, name, ogg, audio_path if not embed else None))
+                heap.release()
                 result.paths[kind] = paths[kind]
         if "trace" in outputs:
             result.paths["trace"] = trace.write(paths["trace"], outputs=files)
     return result
 
 
+def _write_streamed(kind: str, files: OutputSet, path: Path, score: Score, name: str) -> None:
+    """Write output ``kind`` (midi or json) into its staged file as it is made."""
+    if kind == "midi":
+        from .outputs.midifile import save_midi
+
+        with files.open(path, "wb") as f:
+            save_midi(score, f, title=name)
+    else:
+        from .outputs.transcript import write_json
+
+        with files.open(path) as f:
+            write_json(score, f)
+
+
 def _made(kind: str, trace: Trace, score: Score, preset: Preset, name: str, ogg, link: Path | None) -> bytes | str:
-    """The content of output ``kind`` (not audio, not the trace), made in memory."""
+    """The content of output ``kind`` (not audio, MIDI, JSON or the trace), made in memory."""
     from .outputs import transcript
 
-    if kind == "midi":
-        from .outputs.midifile import score_to_midi
-
-        buffer = io.BytesIO()
-        score_to_midi(score, title=name).save(file=buffer)
-        return buffer.getvalue()
     if kind == "plot":
         from .outputs.plot import plot_png
 
@@ -358,7 +371,7 @@ def _made(kind: str, trace: Trace, score: Score, preset: Preset, name: str, ogg,
         return _page(trace, score, ogg, link)
     if kind == "lrc":
         return transcript.to_lrc(score, title=name)
-    return {"srt": transcript.to_srt, "vtt": transcript.to_vtt, "json": transcript.to_json}[kind](score)
+    return {"srt": transcript.to_srt, "vtt": transcript.to_vtt}[kind](score)
 
 
 def _render_audio(score: Score, preset: Preset, output: OutputSettings, rate: int, sinks: list, on_progress) -> int:

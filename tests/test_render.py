@@ -4,6 +4,7 @@ webvtt-py."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -24,8 +25,9 @@ from users import unprivileged
 
 from sonify import Length, OutputSettings, Trace, load_preset, render
 from sonify.music.mapping import make_score
-from sonify.outputs.midifile import TICKS_PER_BEAT
+from sonify.outputs.midifile import TICKS_PER_BEAT, save_midi, score_to_midi
 from sonify.outputs.transcript import lines, words
+from sonify.pipeline import trace_calibration
 
 SOUNDFONT = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
 KINDS = ("wav", "mid", "srt", "vtt", "lrc", "json", "trace.jsonl")
@@ -164,6 +166,21 @@ def test_lrc_and_json_transcripts(piece):
         sounded = [melody[t] for t in w["tokens"] if t in melody]
         if sounded:
             assert min(sounded) >= w["start"] - 1e-6 and min(sounded) < w["end"]
+
+
+def test_streamed_midi_and_json_are_the_files_made_in_memory(piece):
+    """The render writes the MIDI file and the JSON transcript as they are made: the same
+    bytes as mido saving the whole MidiFile, and as json.dumps of the whole transcript."""
+    out, name, trace, _ = piece
+    score = make_score(trace.frames, load_preset("default"), trace_calibration(trace)[0])  # as the render made it
+    whole = io.BytesIO()
+    score_to_midi(score, title=name).save(file=whole)
+    streamed = io.BytesIO()
+    save_midi(score, streamed, title=name)
+    assert streamed.getvalue() == whole.getvalue()
+    assert (out / f"{name}.mid").read_bytes() == whole.getvalue()
+    text = (out / f"{name}.json").read_text(encoding="utf-8")
+    assert json.dumps(json.loads(text), ensure_ascii=False, indent=1) + "\n" == text
 
 
 def test_rerendered_trace_and_same_seed_give_identical_files(piece, tmp_path):

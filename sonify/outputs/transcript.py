@@ -9,8 +9,11 @@ sections.
 
 from __future__ import annotations
 
+import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import IO, Any
 
 from ..music.score import Score
 
@@ -126,11 +129,20 @@ def to_lrc(score: Score, title: str = "") -> str:
 
 def to_json(score: Score) -> str:
     """Every token and word (and run of art) with its start and end in seconds and its
-    beat, the lines, and where each stanza break and section falls."""
-    data = {
+    beat, the lines, and where each stanza break and section falls (``write_json``'s text)."""
+    out = io.StringIO()
+    write_json(score, out)
+    return out.getvalue()
+
+
+def write_json(score: Score, f: IO[str]) -> None:
+    """Write ``to_json``'s text into ``f`` an entry at a time, the text of
+    ``json.dumps(..., ensure_ascii=False, indent=1)``, without holding all of it: an hour's
+    piece makes some 4 MB of it."""
+    sections: dict[str, Any] = {
         "preset": score.preset,
         "duration": score.end,
-        "tokens": [
+        "tokens": (
             {
                 "index": c.token,
                 "text": c.text,
@@ -141,8 +153,8 @@ def to_json(score: Score) -> str:
                 "entropy": round(c.entropy, 6),
             }
             for c in score.cues
-        ],
-        "words": [
+        ),
+        "words": (
             {
                 "text": u.text,
                 "kind": u.kind,
@@ -155,11 +167,24 @@ def to_json(score: Score) -> str:
                 "section": u.section,
             }
             for u in score.units
-        ],
-        "lines": [{"text": ln.text, "start": round(ln.start, 6), "end": round(ln.end, 6)} for ln in lines(score)],
-        "stanzas": [{"index": m.index, "start": round(m.time, 6)} for m in score.marks if m.kind == "stanza"],
-        "sections": [
+        ),
+        "lines": ({"text": ln.text, "start": round(ln.start, 6), "end": round(ln.end, 6)} for ln in lines(score)),
+        "stanzas": ({"index": m.index, "start": round(m.time, 6)} for m in score.marks if m.kind == "stanza"),
+        "sections": (
             {"index": m.index, "title": m.label, "key": m.key, "start": round(m.time, 6)} for m in score.marks if m.kind == "section"
-        ],
+        ),
     }
-    return json.dumps(data, ensure_ascii=False, indent=1) + "\n"
+    f.write("{")
+    for k, (key, value) in enumerate(sections.items()):
+        f.write(("," if k else "") + f"\n {json.dumps(key, ensure_ascii=False)}: ")
+        if not isinstance(value, Iterator):
+            f.write(json.dumps(value, ensure_ascii=False))
+            continue
+        empty = True
+        for item in value:
+            # An entry two levels in: json.dumps's lines, indented by two more (a string's own
+            # line breaks are escaped, so every break in the text is one of the layout's).
+            f.write(("[" if empty else ",") + "\n  " + json.dumps(item, ensure_ascii=False, indent=1).replace("\n", "\n  "))
+            empty = False
+        f.write("[]" if empty else "\n ]")
+    f.write("\n}\n")

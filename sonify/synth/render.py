@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from .. import heap
 from ..music.preset import Synth
 from ..music.score import Score
 from .engine import SynthEngine
@@ -51,6 +52,7 @@ def render_to(
             if passes == 1 and kept is not None:
                 kept.append(block)
             yield block
+            heap.release()  # each block's freed temporaries: else the heap creeps up over a long piece
             done += block.shape[0]
             if progress is not None:
                 progress(start + 0.5 * done / total)
