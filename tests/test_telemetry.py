@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 
 from sonify.model.telemetry import attention_summaries, entropy, log_softmax, log_softmax_entropy, rank_of, top_tokens
 
@@ -62,3 +63,17 @@ def test_log_softmax_entropy_in_one_pass_equals_the_two_step_form():
     np.testing.assert_allclose(entropies, entropy(log_softmax(logits)), rtol=1e-12)
     _, h = log_softmax_entropy(np.log(np.array([0.7, 0.2, 0.1])))
     assert math.isclose(float(h), 0.8018185525433373, rel_tol=1e-12)
+
+
+def test_the_distribution_has_the_same_bytes_at_any_blas_thread_count():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    logits = np.random.default_rng(2).standard_normal((3, 50257)).astype(np.float32) * 5  # a GPT-2 vocabulary
+    results = []
+    for threads in (1, 2):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            if threads > 1 and max(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas") < 2:
+                pytest.skip("BLAS runs one thread here")
+            results.append(log_softmax_entropy(logits))
+    (lp1, h1), (lp2, h2) = results
+    assert lp1.tobytes() == lp2.tobytes() and h1.tobytes() == h2.tobytes()

@@ -23,13 +23,19 @@ def log_softmax_entropy(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     With z = logits - max and s = sum(exp z): log p = z - log s and
     H = log s - sum(exp(z) * z) / s. Decoding calls this on the whole vocabulary for
     every token, so computing the exponentials once matters.
+
+    Every sum is NumPy's own reduction, never a BLAS dot product: OpenBLAS splits a dot
+    product over more than 10,000 entries (a vocabulary) across its threads, so its last
+    digits would depend on the thread count, and the BLAS thread it wakes between decoding
+    steps competes with the next step for the CPU.
     """
     z = logits.astype(np.float64)
-    z -= z.max(-1, keepdims=True)
+    z -= np.maximum.reduce(z, axis=-1, keepdims=True)
     e = np.exp(z)
     total = np.add.reduce(e, axis=-1, keepdims=True)
     log_total = np.log(total)
-    entropy_ = log_total[..., 0] - np.vecdot(e, z) / total[..., 0]
+    e *= z  # exp(z) is needed no more: sum(exp(z) * z) without a new array
+    entropy_ = log_total[..., 0] - np.add.reduce(e, axis=-1) / total[..., 0]
     z -= log_total  # in place: z becomes the log-probabilities
     return z, entropy_
 
