@@ -17,6 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "sonify"
 RANK = {
     "errors": 0,
     "version": 0,
+    "heap": 0,  # handing freed memory back to the system: any stage may
     "model": 1,
     "music": 2,
     "synth": 3,
