@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The tests that keep real time (marked realtime: the live tests on JACK servers and the like)
+# The tests that keep real time (marked realtime: the live tests, the inference-server tests)
 # N times in a row (default 5) with a CPU hog beside them: prints each run's
 # pytest summary and any test re-run on a fresh JACK server. Usage: bash benchmarks/live_under_load.sh [N]
 set -u

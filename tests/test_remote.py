@@ -24,6 +24,10 @@ from traces import POEM
 from sonify import Engine, SamplerSettings, Trace, load_model
 from sonify.model.remote import NoReading, RemoteSettings, ServerLost
 
+# Real servers with their time-outs, and one test playing through JACK: all run alone after the
+# rest (see .ci/run; with the rest, on every core, the suite took 14 s longer in all).
+pytestmark = pytest.mark.realtime
+
 PROMPT = "The sea"
 VOCAB = 2048  # the shipped model's vocabulary: bounds the entropy from above
 # Log-probabilities from float16 weights: mlx_lm computes in float16, llama.cpp in float32.
@@ -260,7 +264,6 @@ enabled = false
 """
 
 
-@pytest.mark.realtime  # plays through a JACK server: runs alone after the rest (see .ci/run)
 @pytest.mark.parametrize("own_llama_server", [128], indirect=True)
 def test_server_killed_mid_play_ends_the_music_with_all_notes_off(own_llama_server, tmp_path):
     """What the server sent plays out (a fast preset keeps that short), then the music ends as
