@@ -477,3 +477,50 @@ def test_a_rename_that_fails_part_way_puts_back_what_it_replaced(tmp_path):
             files.write(tmp_path / "c.txt", "new c")
             files.write(tmp_path / "b.txt", "new b")
     assert snapshot(tmp_path) == before
+
+
+def test_a_signal_at_any_moment_of_staging_leaves_no_temporary_file(tmp_path):
+    """Real SIGTERMs, sent by another thread at random moments, interrupt OutputSets while
+    they stage and commit files: each interrupted set leaves no temporary file behind, even
+    when the signal lands between the temporary file's creation and its registration."""
+    import random
+    import threading
+
+    from sonify.outputs.files import OutputSet
+
+    class Stop(Exception):
+        pass
+
+    armed = threading.Event()
+    done = threading.Event()
+
+    def on_signal(signum, frame) -> None:
+        if armed.is_set():  # at most one exception per set, and only inside the try below
+            armed.clear()
+            raise Stop
+
+    def sender(main: int, rng: random.Random) -> None:
+        while not done.is_set():
+            time.sleep(rng.uniform(0, 0.0004))
+            signal.pthread_kill(main, signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    thread = threading.Thread(target=sender, args=(threading.get_ident(), random.Random(7)), daemon=True)
+    thread.start()
+    interrupted = 0
+    try:
+        for i in range(1500):
+            try:
+                armed.set()
+                with OutputSet() as files:
+                    for name in ("a", "b", "c"):
+                        files.stage(tmp_path / f"{name}{i % 3}.bin")
+                armed.clear()
+            except Stop:
+                interrupted += 1
+    finally:
+        done.set()
+        thread.join()
+        signal.signal(signal.SIGTERM, previous)
+    assert interrupted > 100, f"only {interrupted} sets were interrupted"
+    assert sorted(p.name for p in tmp_path.glob(".*")) == []

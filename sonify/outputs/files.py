@@ -128,13 +128,16 @@ class OutputSet:
         directory = path.parent if str(path.parent) else Path(".")
         if any(final == path for _, final in self._staged):
             raise ValueError(f"{path} is staged twice")
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=directory)
-        except OSError as exc:
-            raise write_error(exc, path) from None
-        os.close(fd)
+        # Signals wait until the file is registered: one landing between its creation and
+        # the append would leave a temporary file that no abort knows of.
+        with deferred_signals():
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=directory)
+            except OSError as exc:
+                raise write_error(exc, path) from None
+            self._staged.append((Path(tmp), path))
+            os.close(fd)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal file's mode
-        self._staged.append((Path(tmp), path))
         return Path(tmp)
 
     @contextlib.contextmanager
