@@ -81,17 +81,28 @@ def deferred_signals() -> Iterator[None]:
         yield
         return
     caught: list[int] = []
+    releasing = False
     names = ("SIGINT", "SIGTERM", "SIGHUP")
     held = [getattr(signal, n) for n in names if hasattr(signal, n)]
     previous = {}
+
+    def hold(signum, frame) -> None:
+        # Once the block is done, a signal goes straight to its own handler: one that lands
+        # while the handlers are being put back must not leave this one in place, swallowing.
+        if releasing:
+            previous[signum](signum, frame)
+        else:
+            caught.append(signum)
+
     for sig in held:
         handler = signal.getsignal(sig)
         if callable(handler):
             previous[sig] = handler
-            signal.signal(sig, lambda signum, frame: caught.append(signum))
+            signal.signal(sig, hold)
     try:
         yield
     finally:
+        releasing = True
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if caught and caught[0] in previous:
