@@ -10,6 +10,7 @@ BLAS on one thread (see :class:`StepThreads`).
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 from scipy.special import entr, expit
@@ -18,6 +19,7 @@ from ..families.common import Architecture, DecoderWeights
 from ..profile import no_clock
 from ..telemetry import attention_summaries
 from .base import DecoderOutput, causal_mask, rope_tables
+from .split import Blocks, SplitProducts, plan_blocks
 
 
 class KVCache:
@@ -149,6 +151,7 @@ class StepThreads:
         self._pools = [p for p in pools if "numpy" in str(p.filepath)] or pools[:1]
 
     def __enter__(self) -> list[int]:
+        """Returns the pools' thread counts before the call (the first is NumPy's)."""
         counts = [p.get_num_threads() for p in self._pools]
         for pool in self._pools:
             pool.set_num_threads(1)
@@ -176,6 +179,16 @@ class NumpyDecoder:
         _fold_into_matrices(arch, weights)
         self.clock = no_clock  # a PhaseClock to profile (see sonify.model.profile)
         self.step_threads = StepThreads() if one_thread_steps else None
+        # A step's large products run in fixed column blocks on as many threads as BLAS
+        # was given (see split.py); the blocks, not the threads, decide the sums.
+        # Without step_threads (the caller set BLAS's threads for everything) the blocks run
+        # one after the other, each on those threads.
+        self._split = SplitProducts(helper=one_thread_steps and (os.cpu_count() or 1) > 1)
+        self._share = False  # whether this step's products use the helper: BLAS was given 2+ threads
+        self._blocks = [
+            {name: plan_blocks(getattr(layer, name)) for name in ("qkv", "out", "up", "down")} for layer in weights.layers
+        ]
+        self._head_blocks = plan_blocks(weights.lm_head, by_inputs=False)
         self._key_positions = np.arange(window, dtype=np.float32)
         if arch.position == "rope":
             cos, sin = rope_tables(arch.inv_freq(), window)
@@ -200,7 +213,8 @@ class NumpyDecoder:
             raise ValueError(f"{cache.length + n_tok} tokens exceed the window of {self.window}")
         if self.step_threads is None or n_tok > STREAMING_TOKENS:
             return self._forward(token_ids, cache, details)
-        with self.step_threads:
+        with self.step_threads as counts:
+            self._share = bool(counts) and counts[0] > 1
             return self._forward(token_ids, cache, details)
 
     def _forward(self, token_ids: np.ndarray, cache: KVCache, details: bool) -> DecoderOutput:
@@ -303,6 +317,11 @@ class NumpyDecoder:
         inner = arch.intermediate_size
 
         lap = self.clock
+        split, share = self._split.matvec, self._share
+
+        def matvec(v: np.ndarray, blocks: Blocks) -> np.ndarray:
+            return split(v, blocks, share)
+
         residuals = np.empty((arch.num_layers + 1, 1, arch.hidden_size), dtype=np.float32)
         x = residuals[0, 0]
         np.copyto(x, w.embed[token])
@@ -320,10 +339,10 @@ class NumpyDecoder:
                 return centred * np.float32(1.0 / math.sqrt(float(np.dot(centred, centred)) * inv_n + eps))
             return x * np.float32(1.0 / math.sqrt(float(np.dot(x, x)) * inv_n + eps))
 
-        for layer_index, layer in enumerate(w.layers):
+        for layer_index, (layer, blocks) in enumerate(zip(w.layers, self._blocks)):
             h = normed(x)  # gain and bias are folded into layer.qkv
             lap("norms")
-            qkv = h @ layer.qkv
+            qkv = matvec(h, blocks["qkv"])
             if layer.qkv_bias is not None:
                 qkv += layer.qkv_bias
             lap("qkv")
@@ -340,13 +359,13 @@ class NumpyDecoder:
             p /= np.add.reduce(p, axis=-1, keepdims=True)
             attended = (p @ values[:, :end]).reshape(heads * hd)  # kv-head-major is head order
             lap("attention")
-            x = np.add(x, attended @ layer.out, out=residuals[layer_index + 1, 0])  # the next residual
+            x = np.add(x, matvec(attended, blocks["out"]), out=residuals[layer_index + 1, 0])  # the next residual
             if layer.out_bias is not None:
                 x += layer.out_bias
             lap("out proj")
             h = normed(x)  # folded into layer.up
             lap("norms")
-            u = h @ layer.up
+            u = matvec(h, blocks["up"])
             if layer.up_bias is not None:
                 u += layer.up_bias
             lap("mlp up")
@@ -358,14 +377,14 @@ class NumpyDecoder:
             else:
                 act = _gelu_tanh(u)
             lap("mlp act")
-            x += act @ layer.down
+            x += matvec(act, blocks["down"])
             if layer.down_bias is not None:
                 x += layer.down_bias
             lap("mlp down")
         cache.length = end
 
         final = self._norm(residuals[-1], w.final_norm, w.final_norm_bias, eps)
-        logits = (final[0] @ w.lm_head)[None]
+        logits = matvec(final[0], self._head_blocks)[None]
         lap("head")
 
         # Telemetry over all layers and heads at once: (layers, heads, 1).
