@@ -122,7 +122,7 @@ def worker_sonify(folder: str, tokens: int, backend: str = "numpy", profile: boo
 
 
 # Phases that are one matrix product per layer (or the head), with the weights they read.
-MATRIX_PHASES = {"qkv": ("qkv",), "out proj": ("out",), "mlp up": ("up",), "mlp down": ("down",), "head": ()}
+MATRIX_PHASES = {"qkv": ("qkv",), "out proj": ("out",), "mlp up": ("up",), "mlp down": ("down",), "mlp": ("up", "down"), "head": ()}
 
 
 def phase_profile(engine, tokens: int) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+from functools import partial as partial_call
 
 import numpy as np
 from scipy.special import entr, expit
@@ -19,7 +20,7 @@ from ..families.common import Architecture, DecoderWeights
 from ..profile import no_clock
 from ..telemetry import attention_summaries
 from .base import DecoderOutput, causal_mask, rope_tables
-from .split import Blocks, SplitProducts, plan_blocks
+from .split import Blocks, SplitProducts, plan_blocks, split_range, sum_rows
 
 
 class KVCache:
@@ -66,6 +67,52 @@ def _rms_norm(x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None,
 
 def _gelu_tanh(x: np.ndarray) -> np.ndarray:
     return 0.5 * x * (1.0 + np.tanh(np.float32(math.sqrt(2.0 / math.pi)) * (x + np.float32(0.044715) * x * x * x)))
+
+
+def _mlp_parts(arch: Architecture, layer) -> list[tuple]:
+    """The MLP cut over its inner units for the threads of a decoding step: per part the
+    (gate, gate bias, up, up bias, down) views of :func:`_mlp_part`. Activations act unit by
+    unit, so a part runs from its up columns through its down rows with no exchange between
+    threads, and the parts' outputs are added in order. Empty: the MLP is too small to split."""
+    inner = arch.intermediate_size
+    up, bias, down = layer.up, layer.up_bias, layer.down
+    ranges = split_range(inner, up.nbytes + down.nbytes)
+    if len(ranges) < 2:
+        return []
+    swiglu = arch.mlp == "swiglu"
+    parts = []
+    for a, b in ranges:
+        gate = up[:, a:b] if swiglu else None
+        gate_bias = bias[a:b] if swiglu and bias is not None else None
+        u0 = inner if swiglu else 0
+        parts.append((gate, gate_bias, up[:, u0 + a : u0 + b], None if bias is None else bias[u0 + a : u0 + b], down[a:b]))
+    return parts
+
+
+def _mlp_part(
+    h: np.ndarray,
+    gate: np.ndarray | None,
+    gate_bias: np.ndarray | None,
+    up: np.ndarray,
+    up_bias: np.ndarray | None,
+    down: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """``out`` = one part of the MLP's output for the normed vector ``h``: SwiGLU where a
+    gate is given, else GELU (tanh)."""
+    u = h @ up
+    if up_bias is not None:
+        u += up_bias
+    if gate is None:
+        act = _gelu_tanh(u)
+    else:
+        g = h @ gate
+        if gate_bias is not None:
+            g += gate_bias
+        act = expit(g)
+        act *= g
+        act *= u
+    np.matmul(act, down, out=out)
 
 
 def _fold_into_matrices(arch: Architecture, weights: DecoderWeights) -> None:
@@ -189,6 +236,7 @@ class NumpyDecoder:
             {name: plan_blocks(getattr(layer, name)) for name in ("qkv", "out", "up", "down")} for layer in weights.layers
         ]
         self._head_blocks = plan_blocks(weights.lm_head, by_inputs=False)
+        self._mlp_parts = [_mlp_parts(arch, layer) for layer in weights.layers]
         self._key_positions = np.arange(window, dtype=np.float32)
         if arch.position == "rope":
             cos, sin = rope_tables(arch.inv_freq(), window)
@@ -317,7 +365,7 @@ class NumpyDecoder:
         inner = arch.intermediate_size
 
         lap = self.clock
-        split, share = self._split.matvec, self._share
+        split, run, share = self._split.matvec, self._split.run, self._share
 
         def matvec(v: np.ndarray, blocks: Blocks) -> np.ndarray:
             return split(v, blocks, share)
@@ -365,6 +413,15 @@ class NumpyDecoder:
             lap("out proj")
             h = normed(x)  # folded into layer.up
             lap("norms")
+            parts = self._mlp_parts[layer_index]
+            if parts:  # each thread its share of the inner units, from up through down
+                partial = np.empty((len(parts), arch.hidden_size), dtype=np.float32)
+                run([partial_call(_mlp_part, h, *part, partial[i]) for i, part in enumerate(parts)], share)
+                x += sum_rows(partial)
+                if layer.down_bias is not None:
+                    x += layer.down_bias
+                lap("mlp")
+                continue
             u = matvec(h, blocks["up"])
             if layer.up_bias is not None:
                 u += layer.up_bias

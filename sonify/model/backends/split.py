@@ -13,16 +13,20 @@ blocks it did not.
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import count
 
 import numpy as np
 
-# Products of at least this many bytes are split: below it, waking the helper and handing
-# the result back (two thread wake-ups, ~6 us each on a busy pair of cores, ~80 us from a
-# deeper sleep) costs more than the second core's bandwidth gives back.
-SPLIT_BYTES = 2 << 20
+# Products of at least this many bytes are split. Sharing one costs ~100 us however large
+# it is (measured on a 9 MB product: the helper starts 30-60 us after the caller, woken
+# across cores, and the caller resumes 30-40 us after the last block), and two threads
+# save half of ~65 us per MB: below ~3 MB (GPT-2's attention output, all of the default
+# model) a split product is no faster.
+SPLIT_BYTES = 3 << 20
 # A layer's matrix is cut in two, one block per thread: every block more costs a hand-over
 # of Python's interpreter lock between the threads (a thread wake-up each), measured to
 # cost more than it balances. A matrix of more than BLOCK_BYTES (the output head) gets more
@@ -66,10 +70,19 @@ def plan_blocks(matrix: np.ndarray, by_inputs: bool | None = None) -> Blocks:
     return Blocks(outputs, by_inputs, tuple((a, b, v) for a, b, v in zip(edges, edges[1:], views)))
 
 
+def split_range(length: int, nbytes: int) -> list[tuple[int, int]]:
+    """``range(length)`` in the two halves a task each takes (edges on ``ALIGN``), or whole
+    when the work streams fewer than ``SPLIT_BYTES``."""
+    if nbytes < SPLIT_BYTES or length < 2 * ALIGN:
+        return [(0, length)]
+    edges = _edges(length, 2)
+    return list(zip(edges, edges[1:]))
+
+
 class _Job:
     __slots__ = ("tasks", "claim", "done")
 
-    def __init__(self, tasks: list):
+    def __init__(self, tasks: list[Callable[[], object]]):
         self.tasks = tasks
         self.claim, self.done = count(), count()  # next() on a count is atomic under the GIL
 
@@ -80,19 +93,18 @@ def _run(job: _Job) -> int:
     tasks, last = job.tasks, -1
     n = len(tasks)
     while (i := next(job.claim)) < n:
-        x, w, out = tasks[i]
-        np.matmul(x, w, out=out)
+        tasks[i]()
         last = next(job.done)
     return last
 
 
 class SplitProducts:
-    """Runs ``x @ matrix`` over a matrix's :class:`Blocks` on the calling thread and, when
-    ``helper``, a helper thread (a daemon that sleeps between products)."""
+    """Runs tasks (each a few single-threaded BLAS calls) on the calling thread and, when
+    ``helper``, a helper thread (a daemon that sleeps between calls)."""
 
     def __init__(self, helper: bool):
         self._job: _Job | None = None
-        self._busy = threading.Lock()  # one product at a time shares the helper
+        self._busy = threading.Lock()  # one call at a time shares the helper
         self._wake = threading.Lock()
         self._finished = threading.Lock()  # released by the helper when it completes a job's last task
         self._wake.acquire()
@@ -101,33 +113,34 @@ class SplitProducts:
         if helper:
             threading.Thread(target=self._serve, daemon=True, name="sonify-split").start()
 
+    def run(self, tasks: list[Callable[[], object]], share: bool) -> None:
+        """Run every task once; ``share``: with the helper's help. Tasks must write to
+        places of their own."""
+        if len(tasks) == 1 or not (share and self.helper) or not self._busy.acquire(blocking=False):
+            for task in tasks:
+                task()
+            return
+        try:
+            job = self._job = _Job(tasks)
+            if self._wake.locked():  # else the helper has not yet woken for an earlier call: it will see this job
+                self._wake.release()
+            if _run(job) != len(tasks) - 1:  # the helper completes the last task: wait for it
+                self._finished.acquire()
+        finally:
+            self._busy.release()
+
     def matvec(self, x: np.ndarray, blocks: Blocks, share: bool) -> np.ndarray:
         """``x @ matrix`` as a new array; ``share``: with the helper's help."""
         parts = blocks.parts
+        if len(parts) == 1:
+            return x @ parts[0][2]
         if blocks.by_inputs:
             partial = np.empty((len(parts), blocks.outputs), dtype=np.float32)
-            tasks = [(x[a:b], w, partial[i]) for i, (a, b, w) in enumerate(parts)]
-        else:
-            out = np.empty(blocks.outputs, dtype=np.float32)
-            tasks = [(x, w, out[a:b]) for a, b, w in parts]
-        if len(tasks) == 1 or not (share and self.helper) or not self._busy.acquire(blocking=False):
-            for xs, w, target in tasks:
-                np.matmul(xs, w, out=target)
-        else:
-            try:
-                job = self._job = _Job(tasks)
-                if self._wake.locked():  # else the helper has not yet woken for an earlier call: it will see this job
-                    self._wake.release()
-                if _run(job) != len(tasks) - 1:  # the helper completes the last task: wait for it
-                    self._finished.acquire()
-            finally:
-                self._busy.release()
-        if not blocks.by_inputs:
-            return out
-        total = partial[0]
-        for row in partial[1:]:  # in a fixed order: the same sum whichever thread made each part
-            total += row
-        return total
+            self.run([functools.partial(np.matmul, x[a:b], w, out=partial[i]) for i, (a, b, w) in enumerate(parts)], share)
+            return sum_rows(partial)
+        out = np.empty(blocks.outputs, dtype=np.float32)
+        self.run([functools.partial(np.matmul, x, w, out=out[a:b]) for a, b, w in parts], share)
+        return out
 
     def _serve(self) -> None:
         while True:
@@ -135,3 +148,11 @@ class SplitProducts:
             job = self._job
             if job is not None and _run(job) == len(job.tasks) - 1:
                 self._finished.release()
+
+
+def sum_rows(partial: np.ndarray) -> np.ndarray:
+    """The rows' sum, added in order: the same sum whichever thread made each row."""
+    total = partial[0]
+    for row in partial[1:]:
+        total += row
+    return total
