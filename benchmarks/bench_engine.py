@@ -9,7 +9,8 @@ transformers runs eager attention with ``output_attentions=True, output_hidden_s
 (what it needs to expose what sonify reports); sonify runs ``Engine.generate`` and builds
 every Frame. The 124M shape is bound by memory traffic, so the machine's bound is printed
 too: weight bytes read per token over the measured matrix-vector bandwidth (the faster
-of one BLAS thread, what sonify's decoding steps use, and all of them). Peak memory
+of one BLAS thread and all of them; sonify's decoding steps share their large products
+between two threads in fixed blocks, each one single-threaded BLAS call). Peak memory
 (MB of 2**20 bytes) is printed beside the weights' size: the weights are held once.
 
 With ``--verbose`` each sonify row is followed by a per-phase profile of one more

@@ -4,7 +4,8 @@ Attention probabilities of every layer are written into one (layers, heads, quer
 keys) buffer, so the telemetry is reduced with a handful of stacked array operations per
 forward call instead of per-layer Python work. A single token (the decoding step) takes
 a path of its own: vectors instead of (1, n) rows, a few array operations per layer, and
-BLAS on one thread (see :class:`StepThreads`).
+BLAS on one thread (see :class:`StepThreads`), its large products shared with a helper
+thread in fixed blocks (see :mod:`.split`): the same bytes at any thread count.
 """
 
 from __future__ import annotations
@@ -187,7 +188,9 @@ class StepThreads:
     prompt) is as bound by reading the weights; a longer one (reading a text 64 tokens at
     a time) multiplies matrices, where threads pay, and keeps the pool's count. The
     thread count a call gets depends on its length alone, so results are the same from
-    run to run.
+    run to run. A single-token step still uses a second core where the pool had two or
+    more threads: its large products are cut into fixed blocks that the caller and a
+    helper take in turn (see :mod:`.split`), so a late helper costs only its share.
     """
 
     def __init__(self) -> None:
