@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import count
@@ -98,20 +99,50 @@ def _run(job: _Job) -> int:
     return last
 
 
+class _Channel:
+    """What the caller and the helper share: the job, and the locks that hand it over."""
+
+    __slots__ = ("job", "wake", "finished", "open")
+
+    def __init__(self) -> None:
+        self.job: _Job | None = None
+        self.wake = threading.Lock()  # held while no job waits for the helper
+        self.finished = threading.Lock()  # released by the helper when it completes a job's last task
+        self.wake.acquire()
+        self.finished.acquire()
+        self.open = True
+
+
+def _serve(channel: _Channel) -> None:
+    while True:
+        channel.wake.acquire()
+        if not channel.open:
+            return
+        job = channel.job
+        if job is not None and _run(job) == len(job.tasks) - 1:
+            channel.finished.release()
+        job = None  # hold no weights while asleep
+
+
+def _close(channel: _Channel) -> None:
+    channel.open = False
+    if channel.wake.locked():
+        channel.wake.release()
+
+
 class SplitProducts:
     """Runs tasks (each a few single-threaded BLAS calls) on the calling thread and, when
-    ``helper``, a helper thread (a daemon that sleeps between calls)."""
+    ``helper``, a helper thread (a daemon that sleeps between calls and ends with this
+    object)."""
 
     def __init__(self, helper: bool):
-        self._job: _Job | None = None
         self._busy = threading.Lock()  # one call at a time shares the helper
-        self._wake = threading.Lock()
-        self._finished = threading.Lock()  # released by the helper when it completes a job's last task
-        self._wake.acquire()
-        self._finished.acquire()
+        self._channel = channel = _Channel()
         self.helper = helper
-        if helper:
-            threading.Thread(target=self._serve, daemon=True, name="sonify-split").start()
+        self.thread = threading.Thread(target=_serve, args=(channel,), daemon=True, name="sonify-split") if helper else None
+        if self.thread:
+            self.thread.start()
+            weakref.finalize(self, _close, channel)
 
     def run(self, tasks: list[Callable[[], object]], share: bool) -> None:
         """Run every task once; ``share``: with the helper's help. Tasks must write to
@@ -120,13 +151,15 @@ class SplitProducts:
             for task in tasks:
                 task()
             return
+        channel = self._channel
         try:
-            job = self._job = _Job(tasks)
-            if self._wake.locked():  # else the helper has not yet woken for an earlier call: it will see this job
-                self._wake.release()
+            job = channel.job = _Job(tasks)
+            if channel.wake.locked():  # else the helper has not yet woken for an earlier call: it will see this job
+                channel.wake.release()
             if _run(job) != len(tasks) - 1:  # the helper completes the last task: wait for it
-                self._finished.acquire()
+                channel.finished.acquire()
         finally:
+            channel.job = None
             self._busy.release()
 
     def matvec(self, x: np.ndarray, blocks: Blocks, share: bool) -> np.ndarray:
@@ -141,13 +174,6 @@ class SplitProducts:
         out = np.empty(blocks.outputs, dtype=np.float32)
         self.run([functools.partial(np.matmul, x, w, out=out[a:b]) for a, b, w in parts], share)
         return out
-
-    def _serve(self) -> None:
-        while True:
-            self._wake.acquire()
-            job = self._job
-            if job is not None and _run(job) == len(job.tasks) - 1:
-                self._finished.release()
 
 
 def sum_rows(partial: np.ndarray) -> np.ndarray:
