@@ -9,7 +9,8 @@ transformers runs eager attention with ``output_attentions=True, output_hidden_s
 (what it needs to expose what sonify reports); sonify runs ``Engine.generate`` and builds
 every Frame. The 124M shape is bound by memory traffic, so the machine's bound is printed
 too: weight bytes read per token over the measured matrix-vector bandwidth (the faster
-of one BLAS thread, what sonify's decoding steps use, and all of them). Peak memory
+of one BLAS thread and all of them; sonify's decoding steps share their large products
+between two threads in fixed blocks, each one single-threaded BLAS call). Peak memory
 (MB of 2**20 bytes) is printed beside the weights' size: the weights are held once.
 
 With ``--verbose`` each sonify row is followed by a per-phase profile of one more
@@ -122,7 +123,7 @@ def worker_sonify(folder: str, tokens: int, backend: str = "numpy", profile: boo
 
 
 # Phases that are one matrix product per layer (or the head), with the weights they read.
-MATRIX_PHASES = {"qkv": ("qkv",), "out proj": ("out",), "mlp up": ("up",), "mlp down": ("down",), "head": ()}
+MATRIX_PHASES = {"qkv": ("qkv",), "out proj": ("out",), "mlp up": ("up",), "mlp down": ("down",), "mlp": ("up", "down"), "head": ()}
 
 
 def phase_profile(engine, tokens: int) -> dict:

@@ -168,3 +168,61 @@ def test_weights_converted_block_by_block_equal_whole(checkpoint_dir, tmp_path, 
     np.testing.assert_array_equal(
         blocks.decoder.forward(ids, blocks.decoder.new_cache()).logits, whole.decoder.forward(ids, whole.decoder.new_cache()).logits
     )
+
+
+# Large enough that a decoding step splits its products between two threads (see
+# sonify/model/backends/split.py): the query/key/value matrix over its inputs, the MLP
+# over its inner units, the output head over its outputs. The wider llama's weights are
+# drawn narrower, so that its activations have the small checkpoints' scale (and the same
+# tolerances mean the same).
+SPLIT_FAMILIES = {
+    "gpt2-split": ("gpt2", {"n_inner": 8192, "vocab_size": 16384}),
+    "llama-split": (
+        "llama",
+        {
+            "hidden_size": 768,
+            "intermediate_size": 512,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 12,
+            "num_key_value_heads": 12,
+            "vocab_size": 1280,
+            "attention_bias": True,
+            "mlp_bias": True,
+            "initializer_range": 0.045,
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("name", SPLIT_FAMILIES)
+def test_split_decoding_steps_match_transformers_with_the_same_bytes_at_any_thread_count(checkpoint_dir, name):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    kind, overrides = SPLIT_FAMILIES[name]
+    folder = checkpoint_dir(kind, **overrides)
+    model = load_model(folder)
+    decoder = model.decoder
+    assert len(decoder._head_blocks.parts) == 2
+    assert all(len(parts) == 2 for parts in decoder._mlp_parts)
+    if kind == "llama":
+        assert all(len(layer["qkv"].parts) == 2 and layer["qkv"].by_inputs for layer in decoder._blocks)
+    ids = np.array([0, *model.tokenizer.encode(TEXT)[:15]])
+    ref = reference_outputs(folder, ids)
+    runs = []
+    for threads in (1, 2):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            if threads > 1 and max(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas") < 2:
+                pytest.skip("BLAS runs one thread here")
+            cache = decoder.new_cache()
+            runs.append([decoder.forward(ids[i : i + 1], cache, details=True) for i in range(len(ids))])
+    one, two = runs
+    for a, b in zip(one, two):
+        for field in ("logits", "final_hidden", "head_entropy", "head_distance", "head_focus", "layer_norm", "layer_update"):
+            assert getattr(a, field).tobytes() == getattr(b, field).tobytes(), field
+    logits = np.concatenate([o.logits for o in two])
+    assert relative_error(logits, ref.logits[0].numpy()) <= 1e-4
+    for layer in range(model.arch.num_layers):
+        hidden = np.concatenate([o.hidden_states[layer] for o in two])
+        np.testing.assert_allclose(hidden, ref.hidden_states[layer][0].numpy(), rtol=1e-4, atol=1e-4)
+        last = two[-1].attention[layer][:, 0]
+        np.testing.assert_allclose(last, ref.attentions[layer][0][:, -1].numpy(), atol=1e-5)

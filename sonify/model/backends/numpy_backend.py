@@ -4,12 +4,15 @@ Attention probabilities of every layer are written into one (layers, heads, quer
 keys) buffer, so the telemetry is reduced with a handful of stacked array operations per
 forward call instead of per-layer Python work. A single token (the decoding step) takes
 a path of its own: vectors instead of (1, n) rows, a few array operations per layer, and
-BLAS on one thread (see :class:`StepThreads`).
+BLAS on one thread (see :class:`StepThreads`), its large products shared with a helper
+thread in fixed blocks (see :mod:`.split`): the same bytes at any thread count.
 """
 
 from __future__ import annotations
 
 import math
+import os
+from functools import partial as partial_call
 
 import numpy as np
 from scipy.special import entr, expit
@@ -18,6 +21,7 @@ from ..families.common import Architecture, DecoderWeights
 from ..profile import no_clock
 from ..telemetry import attention_summaries
 from .base import DecoderOutput, causal_mask, rope_tables
+from .split import Blocks, SplitProducts, plan_blocks, split_range, sum_rows
 
 
 class KVCache:
@@ -64,6 +68,52 @@ def _rms_norm(x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None,
 
 def _gelu_tanh(x: np.ndarray) -> np.ndarray:
     return 0.5 * x * (1.0 + np.tanh(np.float32(math.sqrt(2.0 / math.pi)) * (x + np.float32(0.044715) * x * x * x)))
+
+
+def _mlp_parts(arch: Architecture, layer) -> list[tuple]:
+    """The MLP cut over its inner units for the threads of a decoding step: per part the
+    (gate, gate bias, up, up bias, down) views of :func:`_mlp_part`. Activations act unit by
+    unit, so a part runs from its up columns through its down rows with no exchange between
+    threads, and the parts' outputs are added in order. Empty: the MLP is too small to split."""
+    inner = arch.intermediate_size
+    up, bias, down = layer.up, layer.up_bias, layer.down
+    ranges = split_range(inner, up.nbytes + down.nbytes)
+    if len(ranges) < 2:
+        return []
+    swiglu = arch.mlp == "swiglu"
+    parts = []
+    for a, b in ranges:
+        gate = up[:, a:b] if swiglu else None
+        gate_bias = bias[a:b] if swiglu and bias is not None else None
+        u0 = inner if swiglu else 0
+        parts.append((gate, gate_bias, up[:, u0 + a : u0 + b], None if bias is None else bias[u0 + a : u0 + b], down[a:b]))
+    return parts
+
+
+def _mlp_part(
+    h: np.ndarray,
+    gate: np.ndarray | None,
+    gate_bias: np.ndarray | None,
+    up: np.ndarray,
+    up_bias: np.ndarray | None,
+    down: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """``out`` = one part of the MLP's output for the normed vector ``h``: SwiGLU where a
+    gate is given, else GELU (tanh)."""
+    u = h @ up
+    if up_bias is not None:
+        u += up_bias
+    if gate is None:
+        act = _gelu_tanh(u)
+    else:
+        g = h @ gate
+        if gate_bias is not None:
+            g += gate_bias
+        act = expit(g)
+        act *= g
+        act *= u
+    np.matmul(act, down, out=out)
 
 
 def _fold_into_matrices(arch: Architecture, weights: DecoderWeights) -> None:
@@ -138,7 +188,9 @@ class StepThreads:
     prompt) is as bound by reading the weights; a longer one (reading a text 64 tokens at
     a time) multiplies matrices, where threads pay, and keeps the pool's count. The
     thread count a call gets depends on its length alone, so results are the same from
-    run to run.
+    run to run. A single-token step still uses a second core where the pool had two or
+    more threads: its large products are cut into fixed blocks that the caller and a
+    helper take in turn (see :mod:`.split`), so a late helper costs only its share.
     """
 
     def __init__(self) -> None:
@@ -149,6 +201,7 @@ class StepThreads:
         self._pools = [p for p in pools if "numpy" in str(p.filepath)] or pools[:1]
 
     def __enter__(self) -> list[int]:
+        """Returns the pools' thread counts before the call (the first is NumPy's)."""
         counts = [p.get_num_threads() for p in self._pools]
         for pool in self._pools:
             pool.set_num_threads(1)
@@ -176,6 +229,17 @@ class NumpyDecoder:
         _fold_into_matrices(arch, weights)
         self.clock = no_clock  # a PhaseClock to profile (see sonify.model.profile)
         self.step_threads = StepThreads() if one_thread_steps else None
+        # A step's large products run in fixed column blocks on as many threads as BLAS
+        # was given (see split.py); the blocks, not the threads, decide the sums.
+        # Without step_threads (the caller set BLAS's threads for everything) the blocks run
+        # one after the other, each on those threads.
+        self._split = SplitProducts(helper=one_thread_steps and (os.cpu_count() or 1) > 1)
+        self._share = False  # whether this step's products use the helper: BLAS was given 2+ threads
+        self._blocks = [
+            {name: plan_blocks(getattr(layer, name)) for name in ("qkv", "out", "up", "down")} for layer in weights.layers
+        ]
+        self._head_blocks = plan_blocks(weights.lm_head, by_inputs=False)
+        self._mlp_parts = [_mlp_parts(arch, layer) for layer in weights.layers]
         self._key_positions = np.arange(window, dtype=np.float32)
         if arch.position == "rope":
             cos, sin = rope_tables(arch.inv_freq(), window)
@@ -200,7 +264,8 @@ class NumpyDecoder:
             raise ValueError(f"{cache.length + n_tok} tokens exceed the window of {self.window}")
         if self.step_threads is None or n_tok > STREAMING_TOKENS:
             return self._forward(token_ids, cache, details)
-        with self.step_threads:
+        with self.step_threads as counts:
+            self._share = bool(counts) and counts[0] > 1
             return self._forward(token_ids, cache, details)
 
     def _forward(self, token_ids: np.ndarray, cache: KVCache, details: bool) -> DecoderOutput:
@@ -303,6 +368,11 @@ class NumpyDecoder:
         inner = arch.intermediate_size
 
         lap = self.clock
+        split, run, share = self._split.matvec, self._split.run, self._share
+
+        def matvec(v: np.ndarray, blocks: Blocks) -> np.ndarray:
+            return split(v, blocks, share)
+
         residuals = np.empty((arch.num_layers + 1, 1, arch.hidden_size), dtype=np.float32)
         x = residuals[0, 0]
         np.copyto(x, w.embed[token])
@@ -320,10 +390,10 @@ class NumpyDecoder:
                 return centred * np.float32(1.0 / math.sqrt(float(np.dot(centred, centred)) * inv_n + eps))
             return x * np.float32(1.0 / math.sqrt(float(np.dot(x, x)) * inv_n + eps))
 
-        for layer_index, layer in enumerate(w.layers):
+        for layer_index, (layer, blocks) in enumerate(zip(w.layers, self._blocks)):
             h = normed(x)  # gain and bias are folded into layer.qkv
             lap("norms")
-            qkv = h @ layer.qkv
+            qkv = matvec(h, blocks["qkv"])
             if layer.qkv_bias is not None:
                 qkv += layer.qkv_bias
             lap("qkv")
@@ -340,13 +410,22 @@ class NumpyDecoder:
             p /= np.add.reduce(p, axis=-1, keepdims=True)
             attended = (p @ values[:, :end]).reshape(heads * hd)  # kv-head-major is head order
             lap("attention")
-            x = np.add(x, attended @ layer.out, out=residuals[layer_index + 1, 0])  # the next residual
+            x = np.add(x, matvec(attended, blocks["out"]), out=residuals[layer_index + 1, 0])  # the next residual
             if layer.out_bias is not None:
                 x += layer.out_bias
             lap("out proj")
             h = normed(x)  # folded into layer.up
             lap("norms")
-            u = h @ layer.up
+            parts = self._mlp_parts[layer_index]
+            if parts:  # each thread its share of the inner units, from up through down
+                partial = np.empty((len(parts), arch.hidden_size), dtype=np.float32)
+                run([partial_call(_mlp_part, h, *part, partial[i]) for i, part in enumerate(parts)], share)
+                x += sum_rows(partial)
+                if layer.down_bias is not None:
+                    x += layer.down_bias
+                lap("mlp")
+                continue
+            u = matvec(h, blocks["up"])
             if layer.up_bias is not None:
                 u += layer.up_bias
             lap("mlp up")
@@ -358,14 +437,14 @@ class NumpyDecoder:
             else:
                 act = _gelu_tanh(u)
             lap("mlp act")
-            x += act @ layer.down
+            x += matvec(act, blocks["down"])
             if layer.down_bias is not None:
                 x += layer.down_bias
             lap("mlp down")
         cache.length = end
 
         final = self._norm(residuals[-1], w.final_norm, w.final_norm_bias, eps)
-        logits = (final[0] @ w.lm_head)[None]
+        logits = matvec(final[0], self._head_blocks)[None]
         lap("head")
 
         # Telemetry over all layers and heads at once: (layers, heads, 1).
