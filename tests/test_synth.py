@@ -323,6 +323,27 @@ def test_a_tone_held_across_chord_changes_is_not_stolen():
     assert stolen and all(s.stolen_at >= s.gate for s in stolen)  # only released notes made room
 
 
+@pytest.mark.parametrize("controlled", [False, True])
+def test_notes_taken_up_front_play_as_for_score_plays_them(controlled):
+    """``for_score`` takes each note up as its block comes; scheduled all up front, in the
+    Score's order, the notes steal the same notes and sound the same samples. (The steal test
+    above and benchmarks/audio_quality.py's held tones look at the notes' fates that way.)"""
+    if controlled:
+        score = controlled_organ_score()
+        score = dataclasses.replace(score, notes=sort_notes(list(score.notes) + [dataclasses.replace(score.notes[0], pitch=55)]))
+    else:
+        chords = [(0.1 + 0.5 * k, 0.5, p + k) for k in range(5) for p in (40, 44, 47, 51, 55, 64, 67)]
+        score = single_voice_score([(0.1, 2.9, 60)] + chords, "organ")
+    total = int(3.4 * SR)
+    played = SynthEngine.for_score(score, dry_settings()).process(total)
+    engine = SynthEngine(dry_settings(), score.tempo.changes[0].bpm, score.voices)
+    engine.schedule(score.notes, score.controls)
+    if not controlled:
+        assert any(s.stolen_at is not None for _, _, s in engine.pending)  # over the organ's polyphony
+    assert np.abs(played).max() > 0.01
+    np.testing.assert_array_equal(engine.process(total), played)
+
+
 def test_a_streamed_render_does_not_hold_the_piece(tmp_path):
     """The peak memory (tracemalloc, which sees NumPy's buffers) of rendering a piece into
     its file barely grows with the piece: a piece 50 s longer (20 MB more of float32 stereo,
