@@ -206,14 +206,21 @@ def held_tones(score, settings, rate: int) -> tuple[float, int]:
 
         from sonify.synth import SynthEngine
 
-        # The engine decides its steals when it schedules: render the tone's notes as it would.
-        engine = SynthEngine.for_score(dataclasses.replace(score, notes=notes), settings, rate)
+        # The engine decides its steals as it takes each note up, in the Score's order: take
+        # the voice's notes up front in that order (``for_score`` would take them only as it
+        # renders) to see the fate of each, and render the tone's notes as it would.
+        engine = SynthEngine(settings, score.tempo.changes[0].bpm, score.voices, rate)
+        engine.schedule(notes, score.controls)
         total = max(engine.last_end, round(score.end * rate))
         for group, changes in held:
             tone = np.zeros(total)
-            for _, _, sounding in engine.pending:
-                if sounding.note in group:
-                    tone[sounding.start : sounding.end] += sounding.render(0, sounding.end - sounding.start)[: total - sounding.start]
+            playing = [sounding for _, _, sounding in engine.pending if sounding.note in group]
+            if len(playing) != len(group):
+                raise RuntimeError(
+                    f"{info.name} {group[0].pitch}: {len(playing)} of the held tone's {len(group)} notes found in the engine"
+                )
+            for sounding in playing:
+                tone[sounding.start : sounding.end] += sounding.render(0, sounding.end - sounding.start)[: total - sounding.start]
             # The reference: the tone as one note from its first start to its last end, alone.
             first = min(group, key=lambda n: n.time)
             end = max(n.time + n.duration for n in group)

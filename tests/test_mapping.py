@@ -194,6 +194,33 @@ def test_chords_change_on_the_beat_and_hold_common_tones(long_generation):
         assert 2 <= len(chord) <= 5 and all(lo <= p <= hi + 24 for p in chord)
 
 
+@pytest.mark.parametrize("name", [n for n in preset_names() if load_preset(n).voices.harmony.enabled])
+def test_common_tones_are_tied_in_the_score_and_the_midi_file(long_generation, name):
+    """A pitch two chords share is one note across the change: the Score never ends and
+    starts it at one moment, and the MIDI file keeps it on (no note-off and note-on of the
+    pitch at one tick). The synth then plays it on, its envelope unbroken, which
+    benchmarks/audio_quality.py measures as the held tones (tests/test_audio_quality.py)."""
+    from sonify.outputs.midifile import score_to_midi
+
+    score = make_score(long_generation, load_preset(name))
+    harmony = score.notes_of("harmony")
+    onsets = {round(n.beat, 9) for n in harmony}
+    held = [n for n in harmony if any(n.beat + 1e-9 < b < n.beat + n.beats - 1e-9 for b in onsets)]
+    assert held, "no tone held across a chord change: nothing tested"
+    ends = {(round(n.beat + n.beats, 9), n.pitch) for n in harmony}
+    assert not [n for n in harmony if (round(n.beat, 9), n.pitch) in ends], "a common tone was struck again"
+    track = next(t for t in score_to_midi(score).tracks if t.name == "harmony")
+    tick, offs, ons = 0, set(), set()
+    for message in track:
+        tick += message.time
+        if message.type == "note_on" and message.velocity > 0:
+            ons.add((tick, message.note))
+        elif message.type in ("note_off", "note_on"):
+            offs.add((tick, message.note))
+    assert len(ons) == len(harmony)
+    assert not offs & ons, "an off/on pair of one pitch at one tick"
+
+
 def test_the_same_words_give_the_same_notes_alone_and_embedded():
     """Calibrated, not re-scaled: a stanza's melody and ghosts depend only on its own words'
     telemetry, not on what came before it (the pace, held over the whole piece, may place

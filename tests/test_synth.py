@@ -323,6 +323,67 @@ def test_a_tone_held_across_chord_changes_is_not_stolen():
     assert stolen and all(s.stolen_at >= s.gate for s in stolen)  # only released notes made room
 
 
+@pytest.mark.parametrize("controlled", [False, True])
+def test_notes_taken_up_front_play_as_for_score_plays_them(controlled):
+    """``for_score`` takes each note up as its block comes; scheduled all up front, in the
+    Score's order, the notes steal the same notes and sound the same samples. (The steal test
+    above and benchmarks/audio_quality.py's held tones look at the notes' fates that way.)"""
+    if controlled:
+        score = controlled_organ_score()
+        score = dataclasses.replace(score, notes=sort_notes(list(score.notes) + [dataclasses.replace(score.notes[0], pitch=55)]))
+    else:
+        chords = [(0.1 + 0.5 * k, 0.5, p + k) for k in range(5) for p in (40, 44, 47, 51, 55, 64, 67)]
+        score = single_voice_score([(0.1, 2.9, 60)] + chords, "organ")
+    total = int(3.4 * SR)
+    played = SynthEngine.for_score(score, dry_settings()).process(total)
+    engine = SynthEngine(dry_settings(), score.tempo.changes[0].bpm, score.voices)
+    engine.schedule(score.notes, score.controls)
+    if not controlled:
+        assert any(s.stolen_at is not None for _, _, s in engine.pending)  # over the organ's polyphony
+    assert np.abs(played).max() > 0.01
+    np.testing.assert_array_equal(engine.process(total), played)
+
+
+def test_live_handover_plays_held_tones_and_glides_as_the_offline_render():
+    """Live, the player opens each held note at its start and closes it when it ends (ends
+    first at a chord change), hands controls over a little ahead, and ``AudioOut`` renders
+    blocks of 256 and forgets the control points behind the playhead. A common tone held
+    across chord changes (over the organ's polyphony, with stops gliding) sounds as the
+    offline render plays it: the same steals, envelope and glides."""
+    organ = controlled_organ_score()
+    chords = [(0.1 + 0.5 * k, 0.5, p + k) for k in range(4) for p in (40, 44, 47, 51, 55, 64, 67)]
+    held = single_voice_score([(0.1, 2.1, 60)] + chords, "organ")
+    notes = sort_notes([dataclasses.replace(n, voice="layers") for n in held.notes])
+    # The stops' first values come with the first note, as the mapping sends them (before
+    # its first point a lane reads its first value, which live has not heard yet).
+    first = [Control(0.1, organ.tempo.beats(0.1), 20 + j, 64, "layers", 0, 0) for j in range(3)]
+    score = dataclasses.replace(organ, notes=notes, controls=sort_controls(first + list(organ.controls)))
+    total = int(2.6 * SR)
+    offline = SynthEngine.for_score(score, dry_settings()).process(total)
+    live = SynthEngine(dry_settings(), score.tempo.changes[0].bpm, score.voices)
+    # (sample, 0 close / 1 open / 2 control, event): a moment's ends before its starts
+    events = sorted(
+        [(round((n.time + n.duration) * SR), 0, k, n) for k, n in enumerate(score.notes)]
+        + [(round(n.time * SR), 1, k, n) for k, n in enumerate(score.notes)]
+        + [(round(c.time * SR), 2, k, c) for k, c in enumerate(score.controls)],
+        key=lambda e: e[:3],
+    )
+    lead, blocks = int(0.05 * SR), []
+    for b0 in range(0, total, 256):
+        while events and events[0][0] < b0 + 256 + lead:
+            _, kind, _, event = events.pop(0)
+            if kind == 0:
+                live.close(event)
+            elif kind == 1:
+                live.open(dataclasses.replace(event, duration=0.0))
+            else:
+                live.schedule((), [event])
+        blocks.append(live.process(min(256, total - b0)))
+        live.lanes.forget_before(live.position)
+    assert live.late == 0 and np.abs(offline).max() > 0.01
+    np.testing.assert_allclose(np.concatenate(blocks), offline, rtol=0, atol=1e-6)
+
+
 def test_a_streamed_render_does_not_hold_the_piece(tmp_path):
     """The peak memory (tracemalloc, which sees NumPy's buffers) of rendering a piece into
     its file barely grows with the piece: a piece 50 s longer (20 MB more of float32 stereo,
