@@ -429,3 +429,59 @@ def test_events_handed_over_after_their_moment_are_counted_as_late():
     late = [n for n in score.notes if n.time > 0.05][:2]
     live.schedule(late, [], offset=0)  # their moments (after 0.05 s) were rendered long ago
     assert live.late == 2 and live.first_late == min(round(n.time * 48000) for n in late)
+
+
+def test_a_bus_filter_rings_through_silence_then_lets_go_whatever_the_blocks():
+    """The voices' bus lowpass over notes with silences between: lfilter's samples while it
+    rings (the same floats), exact zeros once its memory is below QUIET instead of float32
+    denormals, and the same samples in blocks of any size."""
+    from scipy.signal import butter, lfilter
+
+    from sonify.synth.filters import QUIET, lfilter_spans
+
+    b, a = (c.astype(np.float32) for c in butter(2, 300.0 / (SR / 2)))
+    x = np.zeros(SR, dtype=np.float32)
+    spans = [(1000, 3000), (2500, 4000), (30000, 31000)]
+    rng = np.random.default_rng(0)
+    for lo, hi in spans:
+        x[lo:hi] = rng.standard_normal(hi - lo).astype(np.float32)
+    reference, _ = lfilter(b, a, x, zi=np.zeros(2, dtype=np.float32))
+    assert ((np.abs(reference) < 1.2e-38) & (reference != 0)).sum() > 1000  # lfilter alone sinks into denormals
+    whole, state = lfilter_spans(b, a, x.copy(), np.zeros(2, dtype=np.float32), spans, 0, SR)
+    assert not state.any()
+    audible = np.abs(reference) >= QUIET
+    np.testing.assert_array_equal(whole[audible], reference[audible])
+    assert np.abs(whole[~audible]).max() < QUIET
+    assert not ((np.abs(whole) < 1.2e-38) & (whole != 0)).any()
+    for size in (64, 1000, 7919):
+        parts, state = [], np.zeros(2, dtype=np.float32)
+        for start in range(0, SR, size):
+            frames = min(size, SR - start)
+            local = [
+                (max(lo, start) - start, min(hi, start + frames) - start) for lo, hi in spans if lo < start + frames and hi > start
+            ]
+            y, state = lfilter_spans(b, a, x[start : start + frames].copy() if local else None, state, local, start, frames)
+            parts.append(np.zeros(frames, dtype=np.float32) if y is None else y)
+        np.testing.assert_array_equal(np.concatenate(parts), whole)
+
+
+def test_the_limiters_quick_check_never_passes_a_block_that_needs_gain():
+    """Limiter._clear says a block needs no gain only where _needed_gain finds none, on
+    blocks of short high bursts whose peaks lie around the ceiling, most of them only
+    between samples."""
+    limiter = Limiter(SR, -1.0)
+    rng = np.random.default_rng(3)
+    held = limiter.input_history.shape[0]
+    cleared = between = 0
+    for _ in range(300):
+        m = int(rng.integers(4096, 20000))
+        t = np.arange(held + m)
+        wave = np.sin(2 * np.pi * rng.uniform(0.2, 0.49) * t + rng.uniform(0, 6))
+        x = (limiter.ceiling * rng.uniform(0.6, 1.05) * wave[:, None] * rng.uniform(0.9, 1.0, 2)).astype(np.float32)
+        x *= np.repeat(rng.random(t.size // 40 + 1) < 0.01, 40)[: t.size, None]  # bursts of 40 samples
+        needs = limiter._needed_gain(x, m) is not None
+        between += needs and np.abs(x).max() <= limiter.ceiling
+        if limiter._clear(x, m):
+            cleared += 1
+            assert not needs
+    assert cleared > 100 and between > 20

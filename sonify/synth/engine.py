@@ -14,12 +14,13 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from scipy.signal import butter, lfilter
+from scipy.signal import butter
 
 from ..music.preset import Synth
 from ..music.score import Control, Note, Score, VoiceInfo
 from .dsp import db, midi_hz, pan_gains
 from .effects import Echo, Reverb
+from .filters import lfilter_spans
 from .instruments import INSTRUMENTS
 from .voice import CONTROL_GLIDE_SECONDS, STEAL_SECONDS, ControlLanes, Instrument, SoundingNote
 
@@ -221,6 +222,7 @@ class SynthEngine:
         while self.pending and self.pending[0][0] < b1:
             self.active.append(self.pending.pop(0)[2])
         buses: dict[str, np.ndarray] = {}
+        spans: dict[str, list[tuple[int, int]]] = {}  # where each bus has notes
         for s in self.active:
             lo, hi = max(b0, s.start), min(b1, s.end)
             if lo >= hi:
@@ -229,13 +231,13 @@ class SynthEngine:
             if bus is None:
                 bus = buses[s.note.voice] = np.zeros(frames, dtype=np.float32)
             bus[lo - b0 : hi - b0] += s.render(lo - s.start, hi - s.start)
+            spans.setdefault(s.note.voice, []).append((lo - b0, hi - b0))
         self.active = [s for s in self.active if s.end > b1]
         for name, (b, a, state) in self.bus_filters.items():
-            # Always run (zeros when the voice is silent), so the filter's state follows the timeline.
-            bus = buses.get(name)
-            if bus is None:
-                bus = np.zeros(frames, dtype=np.float32)
-            buses[name], state = lfilter(b, a, bus, zi=state)
+            # Run through silences too (the filter rings on), until its memory has died away.
+            bus, state = lfilter_spans(b, a, buses.get(name), state, spans.get(name, ()), b0, frames)
+            if bus is not None:
+                buses[name] = bus
             self.bus_filters[name] = (b, a, state)
         return buses
 

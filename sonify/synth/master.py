@@ -175,6 +175,18 @@ def moving_average(values: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
+def _segment_peaks(x: np.ndarray, size: int) -> np.ndarray:
+    """The largest absolute sample of each ``size`` rows of ``x`` (frames, channels), the last
+    group possibly shorter: two reductions over contiguous memory, no temporaries."""
+    whole = x.shape[0] // size
+    body = x[: whole * size].reshape(whole, size * x.shape[1])
+    peaks = np.maximum(body.max(axis=1), -body.min(axis=1))
+    rest = x[whole * size :]
+    if rest.size:
+        peaks = np.append(peaks, max(float(rest.max()), -float(rest.min())))
+    return peaks
+
+
 class Limiter:
     """A look-ahead true-peak limiter for (frames, channels) blocks, state carried across blocks.
 
@@ -209,6 +221,46 @@ class Limiter:
         self.need_history = np.ones(self.delay + self.hold)
         self.min_history = np.ones(2 * self.smooth)
 
+    def _clear(self, context: np.ndarray, m: int) -> bool:
+        """True when ``_needed_gain`` is surely None, found without its passes over the block:
+        the largest sample of each 1024 is read (two reductions), then of each 16 in the
+        1024 with a sample past half the ceiling, and only the windows that reach into such
+        16 samples are interpolated. False: not proven (then ``_needed_gain`` decides; also
+        where the loud samples are too many for this to be quicker)."""
+        width, coarse, fine = self.TAPS_PER_PHASE, 1024, 16
+        region = context[context.shape[0] - m - width :]  # every sample a window ending in the block reads
+        half, margin = 0.5 * self.ceiling, self.ceiling * (1.0 - 1e-6)  # a rounding difference never decides
+        tops = _segment_peaks(region, coarse)
+        if tops.max() <= half:
+            return True  # no sample is loud: _needed_gain returns None straight away
+        if tops.max() > margin:
+            return False
+        loud = np.flatnonzero(tops > half)
+        whole = region.shape[0] // coarse
+        flags = np.zeros(-(-region.shape[0] // fine) + 4, dtype=bool)  # per 16 samples: loud?
+        inside = loud[loud < whole]
+        if inside.size:
+            pieces = region[: whole * coarse].reshape(whole, coarse // fine, fine * region.shape[1])[inside]
+            peaks = np.maximum(pieces.max(axis=2), -pieces.min(axis=2))
+            flags[: whole * (coarse // fine)].reshape(whole, -1)[inside] = peaks > half
+        if loud[-1] >= whole:
+            flags[whole * (coarse // fine) : -4] = True  # the short last piece: all of it
+        # The window ending at e reads e - width .. e (current) and e - width - 1 .. e - 1
+        # (previous, the window ending at e - 1): the ends up to three groups of 16 after a
+        # loud one, and the last sample of the one before, reach into it.
+        near = flags.copy()
+        near[1:] |= flags[:-1]
+        near[2:] |= flags[:-2]
+        near[3:] |= flags[:-3]
+        near[:-1] |= flags[1:]
+        groups = np.flatnonzero(near[:-4])
+        if groups.size * fine > m // 4:
+            return False
+        ends = (groups[:, None] * fine + np.arange(fine)[None, :]).ravel()
+        ends = ends[(ends >= width - 1) & (ends < region.shape[0])]
+        views = sliding_window_view(region, width, axis=0)  # view k holds region[k : k + width]
+        return bool(np.abs(views[ends - width + 1][..., ::-1] @ self.interpolator.T).max() <= margin)
+
     def _needed_gain(self, context: np.ndarray, m: int) -> np.ndarray | None:
         """The gain each of the last ``m`` samples of ``context``, LAG samples back, may have:
         what keeps it, and the signal between it and its neighbours, under the ceiling.
@@ -236,19 +288,29 @@ class Limiter:
             need = np.minimum(1.0, self.ceiling / peak)
         return None if need.min() >= 1.0 else need
 
-    def process(self, block: np.ndarray) -> np.ndarray:
+    def process(self, block: np.ndarray, gain: float | None = None) -> np.ndarray:
+        """The next block out (as many frames as ``block``), the input ``lookahead`` earlier;
+        ``gain``: ``block`` is taken times this first (in the same pass as it is copied)."""
         x = np.asarray(block, dtype=np.float32)
         m = x.shape[0]
         if m == 0:
             return x.copy()
-        history = np.concatenate([self.input_history, x])
-        needed = self._needed_gain(history, m)
+        held = self.input_history.shape[0]
+        history = np.empty((held + m, *x.shape[1:]), dtype=np.float32)
+        history[:held] = self.input_history
+        if gain is None:
+            history[held:] = x
+        else:
+            np.multiply(x, gain, out=history[held:])
+        # A long block is first checked the quick way (a live one's 256 frames are not worth it).
+        quick = m >= 4096 and not self.engaged and self._clear(history, m)
+        needed = None if quick else self._needed_gain(history, m)
         delayed = history[-(m + self.delay) : -self.delay]
-        self.input_history = history[-self.input_history.shape[0] :]
+        self.input_history = history[-held:].copy()
         if needed is None and not self.engaged:
             # Never a gain below 1 so far: the output is the input, delayed (the histories
             # stay all ones, as the general path below would leave them).
-            return delayed.copy()
+            return delayed
         if needed is None:
             needed = np.ones(m)
         need = np.concatenate([self.need_history, needed])
@@ -311,7 +373,7 @@ def _limited(blocks: Iterable[np.ndarray], gain: np.float32, limiter: Limiter) -
     """``blocks`` times ``gain`` through ``limiter``, without its delay: as many samples out as in."""
     skip = limiter.delay
     for block in blocks:
-        out = limiter.process(np.asarray(block, dtype=np.float32) * gain)
+        out = limiter.process(block, gain)
         if skip:
             cut = min(skip, out.shape[0])
             out, skip = out[cut:], skip - cut

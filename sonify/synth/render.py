@@ -14,6 +14,7 @@ from .engine import SynthEngine
 from .master import BlockSink, Collect, master_passes
 
 BLOCK = 262144  # offline block (5.5 s at 48 kHz): large enough that per-note overhead vanishes
+TRIM_EVERY = 8  # blocks (44 s at 48 kHz) between the heap's trims
 KEEP_BYTES = 32 * 2**20  # a raw mix this small (~87 s at 48 kHz) is kept from the first pass, not made again
 
 
@@ -48,12 +49,16 @@ def render_to(
             engine = first if first is not None else SynthEngine.for_score(score, settings, sample_rate)
             first, blocks = None, engine.blocks(total, BLOCK)
         done = 0
-        for block in blocks:
+        for count, block in enumerate(blocks, 1):
             if passes == 1 and kept is not None:
                 kept.append(block)
             yield block
-            heap.release()  # each block's freed temporaries: else the heap creeps up over a long piece
             done += block.shape[0]
+            if count % TRIM_EVERY == 0:
+                # The blocks' freed temporaries: else the heap creeps up over a long piece. Not
+                # after every block: each trim makes the next blocks fault their pages in again
+                # (a third of a short piece's render time, trimmed after every block).
+                heap.release()
             if progress is not None:
                 progress(start + 0.5 * done / total)
 
