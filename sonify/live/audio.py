@@ -79,6 +79,7 @@ class AudioOut:
         self.gain = np.float32(db(LIVE_GAIN_DB + settings.loudness + 16.0))
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.xruns = 0
+        self.xrun_times: collections.deque[float] = collections.deque(maxlen=BUSY_KEPT)  # monotonic, the latest
         # Seconds each of the latest callbacks took, and each of the latest blocks took to
         # render (a bounded window: a performance of any length keeps the same memory).
         self.busy: collections.deque[float] = collections.deque(maxlen=BUSY_KEPT)
@@ -136,12 +137,14 @@ class AudioOut:
             self.zero_time = time.monotonic() + self.stream.latency
         if status.output_underflow:
             self.xruns += 1
+            self.xrun_times.append(time.monotonic())
         try:
             block = self.ready.popleft()
         except IndexError:
             outdata.fill(0.0)
             self.starved += 1
             self.xruns += 1
+            self.xrun_times.append(time.monotonic())
         else:
             outdata[:] = block
         self.wake.set()

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from .realtime import SCHEDULER_PRIORITY, ask_realtime
 
 KEPT = 4096  # lateness of the latest calls kept for statistics (a bounded window)
+MARKED = 0.001  # seconds: a call this late is kept with its due time too (``late_calls``)
 
 
 class Scheduler:
@@ -32,6 +33,9 @@ class Scheduler:
         # the statistics stay the same size however long the performance runs.
         self.lateness: deque[float] = deque(maxlen=KEPT)
         self.worst = 0.0  # the latest any call ran, seconds
+        # (due, seconds late) of the latest calls over MARKED late: when, to set beside other
+        # records of the machine (a stall probe's, the audio's xruns).
+        self.late_calls: deque[tuple[float, float]] = deque(maxlen=KEPT)
         self.calls = 0
         self.errors = 0  # calls that raised
         self.realtime = False
@@ -80,6 +84,8 @@ class Scheduler:
                 late = time.monotonic() - due
                 self.lateness.append(late)
                 self.worst = max(self.worst, late)
+                if late > MARKED:
+                    self.late_calls.append((due, late))
                 self.calls += 1
                 call()
             except Exception:  # a sink's error must not stop the others: counted, not raised
