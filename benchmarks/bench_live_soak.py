@@ -115,6 +115,7 @@ def main() -> None:
         help="run stall_probe.c (a C thread at real-time priority 80 on each CPU) beside it: which late note-ons came "
         "while the machine itself held a CPU back",
     )
+    parser.add_argument("--render-chunk", type=int, default=None, help="blocks our synth renders at a time (AudioOut's default)")
     parser.add_argument(
         "--switch-interval", type=float, default=None, help="the GIL's switch interval while playing, seconds (Player's default)"
     )
@@ -229,7 +230,10 @@ def run(args, jack) -> None:
     arrivals = Arrivals(most)
     receiver = open_input("sonify:out", "the benchmark's receiver", realtime=realtime)
     receiver.callback = arrivals
-    audio = None if args.no_audio else AudioOut(preset.synth, preset.music.tempo, voices, block=args.block, realtime=realtime)
+    chunk = {} if args.render_chunk is None else {"chunk": args.render_chunk}
+    audio = (
+        None if args.no_audio else AudioOut(preset.synth, preset.music.tempo, voices, block=args.block, realtime=realtime, **chunk)
+    )
     player = Player(
         preset,
         midi=midi,
@@ -272,7 +276,7 @@ def run(args, jack) -> None:
         sent_times[: sent[0]], sent_keys[: sent[0]], due_times[: scheduled[0]] - midi.advance, due_keys[: scheduled[0]]
     )
 
-    blocks = "no audio" if audio is None else f"audio blocks {args.block}"
+    blocks = "no audio" if audio is None else f"audio blocks {args.block}, rendered {audio.chunk} at a time, {audio.ahead} ahead"
     print(f"JACK dummy, 48 kHz, period {jack.period} ({period * 1000:.2f} ms), realtime {jack.realtime}; {blocks}")
     threads = (
         f"scheduler {'SCHED_FIFO' if scheduler.realtime else 'normal'}, player {'SCHED_FIFO' if report.realtime else 'normal'}"
@@ -296,7 +300,9 @@ def run(args, jack) -> None:
     print(
         f"{'RSS (MB; at start ' + f'{rss_start:.0f}' + ')':34s}{rss_500:17.1f}{rss_end:12.1f}{rss_end - rss_500:+8.1f}   growth <= 50 MB"
     )
-    worst = float(np.nanmax(errors)) * 1000 if errors.size else math.nan
+    if not errors.size:  # nothing arrived: no figures to give, but what the server said may say why
+        sys.exit(f"no MIDI note-on arrived ({scheduled[0]} scheduled, {sent[0]} sent); the JACK server said:\n{jack.log_summary()}")
+    worst = float(np.nanmax(errors)) * 1000
     print(
         f"MIDI note-ons later than one period: {late_notes} of {errors.size} "
         f"(median {np.median(errors) * 1000:+.2f} ms, p99 {np.percentile(errors, 99) * 1000:+.2f}, worst {worst:+.2f}; goal 0); "
@@ -323,9 +329,9 @@ def run(args, jack) -> None:
     starved = "no audio" if audio is None else f"{audio.starved} blocks not rendered in time"
     print(f"xruns: {report.xruns} ({starved}); holds: {report.holds} ({report.held_seconds:.2f} s)")
     if audio is not None:
-        render = np.array(audio.render_busy) * 1000  # the latest blocks' render times (a bounded window)
+        render = np.array(audio.render_busy) * 1000 / audio.chunk  # the latest renders' times a block (a bounded window)
         print(
-            f"audio render over the last {render.size} blocks: median {np.median(render):.2f} ms, "
+            f"audio render a block over the last {render.size * audio.chunk} blocks: median {np.median(render):.2f} ms, "
             f"p99 {np.percentile(render, 99):.2f}, max {render.max():.2f} (a block lasts {args.block / audio.sample_rate * 1000:.2f} ms)"
         )
     print(
