@@ -83,9 +83,9 @@ def run(args, jack) -> None:
         f"MIDI onset error vs schedule, ms: median {np.median(errors):+.2f}, p99 {np.percentile(np.abs(errors), 99):.2f}, max {np.abs(errors).max():.2f} (goal: within {jack.period_seconds * 1000:.2f})"
     )
     print(f"holds: {report.holds} ({report.held_seconds:.2f} s)")
-    render = np.array(audio.render_busy) * 1000
+    render = np.array(audio.render_busy) * 1000 / audio.chunk  # a render is of ``chunk`` blocks
     print(
-        f"block rendering (in its own thread, {audio.ahead} blocks ahead): median {np.median(render):.2f} ms, p99 {np.percentile(render, 99):.2f}, max {render.max():.2f}"
+        f"block rendering (in its own thread, {audio.chunk} at a time, {audio.ahead} blocks ahead), a block: median {np.median(render):.2f} ms, p99 {np.percentile(render, 99):.2f}, max {render.max():.2f}"
     )
     busy = np.array(audio.busy) * 1000
     worst = np.argsort(busy)[-3:]

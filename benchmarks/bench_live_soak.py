@@ -96,7 +96,9 @@ def main() -> None:
     parser.add_argument("--preset", default="default")
     parser.add_argument("--block", type=int, default=256)
     parser.add_argument("--no-clock", action="store_true", help="send no MIDI clock")
-    parser.add_argument("--realtime", action="store_true", help="the live path's threads real-time where allowed (sonify play --realtime)")
+    parser.add_argument(
+        "--realtime", action="store_true", help="the live path's threads real-time where allowed (sonify play --realtime)"
+    )
     parser.add_argument(
         "--model-realtime",
         action="store_true",
@@ -106,6 +108,16 @@ def main() -> None:
         "--no-audio",
         action="store_true",
         help="leave our synth out (the MIDI path alone: at a pace the synth cannot render in time, its load makes MIDI late too)",
+    )
+    parser.add_argument(
+        "--probe",
+        action="store_true",
+        help="run stall_probe.c (a C thread at real-time priority 80 on each CPU) beside it: which late note-ons came "
+        "while the machine itself held a CPU back",
+    )
+    parser.add_argument("--render-chunk", type=int, default=None, help="blocks our synth renders at a time (AudioOut's default)")
+    parser.add_argument(
+        "--switch-interval", type=float, default=None, help="the GIL's switch interval while playing, seconds (Player's default)"
     )
     args = parser.parse_args()
     if args.tokens < 2000:
@@ -218,7 +230,10 @@ def run(args, jack) -> None:
     arrivals = Arrivals(most)
     receiver = open_input("sonify:out", "the benchmark's receiver", realtime=realtime)
     receiver.callback = arrivals
-    audio = None if args.no_audio else AudioOut(preset.synth, preset.music.tempo, voices, block=args.block, realtime=realtime)
+    chunk = {} if args.render_chunk is None else {"chunk": args.render_chunk}
+    audio = (
+        None if args.no_audio else AudioOut(preset.synth, preset.music.tempo, voices, block=args.block, realtime=realtime, **chunk)
+    )
     player = Player(
         preset,
         midi=midi,
@@ -226,6 +241,9 @@ def run(args, jack) -> None:
         scheduler=scheduler,
         timing=LiveTiming(latency=0.3, clock=not args.no_clock, keep=False, realtime=realtime),
     )
+    if args.switch_interval is not None:
+        player.switch_interval = args.switch_interval
+    probe = Probe() if args.probe else None
     rss_start = rss_mb()
     started = time.monotonic()
     cpu_start = cpu_seconds()
@@ -234,6 +252,7 @@ def run(args, jack) -> None:
     cpu_end = cpu_seconds()
     load = os.getloadavg()
     rss_end = rss_mb()
+    stalls = probe.stop() if probe is not None else None
     time.sleep(0.5)  # the panic's messages arrive
     receiver.close()
     scheduler.stop()
@@ -249,15 +268,15 @@ def run(args, jack) -> None:
 
     # Note-ons against their due times (matched in order per channel and pitch), up to the stop.
     n = min(arrivals.count, scheduled[0], most)
-    errors, lost = match(arrivals.times[:n], arrivals.keys[:n], due_times[: scheduled[0]], due_keys[: scheduled[0]])
+    errors, dues, lost = match(arrivals.times[:n], arrivals.keys[:n], due_times[: scheduled[0]], due_keys[: scheduled[0]])
     period = jack.period_seconds
     late_notes = int(np.sum(errors > period))
     # When each note-on was sent against when it was to be sent (due less the MIDI advance).
-    woken, _ = match(
+    woken, send_dues, _ = match(
         sent_times[: sent[0]], sent_keys[: sent[0]], due_times[: scheduled[0]] - midi.advance, due_keys[: scheduled[0]]
     )
 
-    blocks = "no audio" if audio is None else f"audio blocks {args.block}"
+    blocks = "no audio" if audio is None else f"audio blocks {args.block}, rendered {audio.chunk} at a time, {audio.ahead} ahead"
     print(f"JACK dummy, 48 kHz, period {jack.period} ({period * 1000:.2f} ms), realtime {jack.realtime}; {blocks}")
     threads = (
         f"scheduler {'SCHED_FIFO' if scheduler.realtime else 'normal'}, player {'SCHED_FIFO' if report.realtime else 'normal'}"
@@ -272,7 +291,7 @@ def run(args, jack) -> None:
     )
     print(
         f"{args.preset} preset at {args.speed:g}x ({preset.music.tempo:g} bpm, {preset.timing.words_per_minute:g} words a minute), "
-        f"MIDI clock {'off' if args.no_clock else 'on'}: {report.tokens} tokens in {wall:.1f} s wall "
+        f"MIDI clock {'off' if args.no_clock else 'on'}, GIL switch interval {player.switch_interval * 1000:g} ms: {report.tokens} tokens in {wall:.1f} s wall "
         f"({report.tokens / wall:.0f} tokens/s), {arrivals.count} MIDI notes"
     )
     print(f"{'':34s}{'tokens 500-1500':>17s}{'last 1000':>12s}{'ratio':>8s}   goal")
@@ -281,7 +300,9 @@ def run(args, jack) -> None:
     print(
         f"{'RSS (MB; at start ' + f'{rss_start:.0f}' + ')':34s}{rss_500:17.1f}{rss_end:12.1f}{rss_end - rss_500:+8.1f}   growth <= 50 MB"
     )
-    worst = float(np.nanmax(errors)) * 1000 if errors.size else math.nan
+    if not errors.size:  # nothing arrived: no figures to give, but what the server said may say why
+        sys.exit(f"no MIDI note-on arrived ({scheduled[0]} scheduled, {sent[0]} sent); the JACK server said:\n{jack.log_summary()}")
+    worst = float(np.nanmax(errors)) * 1000
     print(
         f"MIDI note-ons later than one period: {late_notes} of {errors.size} "
         f"(median {np.median(errors) * 1000:+.2f} ms, p99 {np.percentile(errors, 99) * 1000:+.2f}, worst {worst:+.2f}; goal 0); "
@@ -294,12 +315,23 @@ def run(args, jack) -> None:
             f"{np.percentile(woken, 99) * 1000:+.2f}, worst {woken.max() * 1000:+.2f}; {int(np.sum(woken > 0.001))} more than 1 ms, "
             f"{int(np.sum(woken > period))} more than a period"
         )
+    if stalls is not None:
+        calls = np.array(scheduler.late_calls).reshape(-1, 2)
+        late = [
+            (dues, errors, "note-ons arrived"),
+            (send_dues, woken, "note-ons sent"),
+            (calls[:, 0], calls[:, 1], "scheduler calls"),
+        ]
+        if audio is not None:  # an xrun is noticed by the callback after the period that came late
+            xruns = np.array(audio.xrun_times)
+            late.append((xruns - 2 * period, np.full(xruns.size, 2 * period + 1e-9), "xruns (each the two periods before it)"))
+        print(stalls.summary(period, late))
     starved = "no audio" if audio is None else f"{audio.starved} blocks not rendered in time"
     print(f"xruns: {report.xruns} ({starved}); holds: {report.holds} ({report.held_seconds:.2f} s)")
     if audio is not None:
-        render = np.array(audio.render_busy) * 1000  # the latest blocks' render times (a bounded window)
+        render = np.array(audio.render_busy) * 1000 / audio.chunk  # the latest renders' times a block (a bounded window)
         print(
-            f"audio render over the last {render.size} blocks: median {np.median(render):.2f} ms, "
+            f"audio render a block over the last {render.size * audio.chunk} blocks: median {np.median(render):.2f} ms, "
             f"p99 {np.percentile(render, 99):.2f}, max {render.max():.2f} (a block lasts {args.block / audio.sample_rate * 1000:.2f} ms)"
         )
     print(
@@ -326,13 +358,13 @@ def ident(channel: int, pitch: int, velocity: int) -> int:
 def match(times: np.ndarray, keys: np.ndarray, due_times: np.ndarray, due_keys: np.ndarray) -> tuple[np.ndarray, int]:
     """Arrival minus due time of each arrived note-on, matched in order per (channel, pitch, velocity);
     a scheduled note-on more than ``WINDOW`` older than the next arrival of its pitch never
-    arrived (an xrun drops events): it is counted as lost, not matched. Returns (errors, lost)."""
+    arrived (an xrun drops events): it is counted as lost, not matched. Returns (errors, the due times they matched, lost)."""
     order = np.argsort(due_times, kind="stable")
     waiting: dict[int, list[float]] = {}
     for j in order:
         waiting.setdefault(int(due_keys[j]), []).append(float(due_times[j]))
     position: dict[int, int] = {}
-    errors, lost = [], 0
+    errors, matched, lost = [], [], 0
     for i in range(times.size):
         key = int(keys[i])
         dues, k = waiting.get(key, []), position.get(key, 0)
@@ -340,11 +372,70 @@ def match(times: np.ndarray, keys: np.ndarray, due_times: np.ndarray, due_keys: 
             k, lost = k + 1, lost + 1
         if k < len(dues):
             errors.append(times[i] - dues[k])
+            matched.append(dues[k])
             k += 1
         position[key] = k
     stop = times.max() if times.size else 0.0
     lost += sum(1 for key, dues in waiting.items() for d in dues[position.get(key, 0) :] if d < stop - WINDOW)
-    return np.array(errors), lost
+    return np.array(errors), np.array(matched), lost
+
+
+class Stalls:
+    """The probe's late wake-ups: (CPU, due, seconds late) each."""
+
+    def __init__(self, rows: list[tuple[int, float, float]], seconds: float):
+        self.rows, self.seconds = rows, seconds
+
+    def during(self, start: float, end: float) -> bool:
+        """Whether a CPU was held back for more than a millisecond somewhere in [start, end]."""
+        return any(due <= end and due + late >= start for _, due, late in self.rows)
+
+    def chance(self, width: float) -> float:
+        """How often a window of ``width`` seconds put anywhere in the run would meet a stall."""
+        return min(sum(late + width for _, _, late in self.rows) / max(self.seconds, 1e-9), 1.0)
+
+    def summary(self, period: float, late: list[tuple[np.ndarray, np.ndarray, str]]) -> str:
+        """The stalls, and of each kind of late event (its due times, how late, what it is)
+        those later than a period, how many overlap a stall, against chance."""
+        lates = np.array([r[2] for r in self.rows]) if self.rows else np.zeros(0)
+        text = (
+            f"machine stalls (stall_probe.c, a C thread at SCHED_FIFO 80 on each CPU, {self.seconds:.0f} s): "
+            f"{lates.size} wake-ups over 1 ms late, {int(np.sum(lates > period))} over a period, "
+            f"worst {lates.max() * 1000 if lates.size else 0:.2f} ms"
+        )
+        for dues, errors, what in late:
+            over = np.flatnonzero(errors > period)
+            inside = sum(self.during(dues[i], dues[i] + errors[i]) for i in over)
+            width = float(np.mean(errors[over])) if over.size else 0.0
+            text += (
+                f"\n  {what} over a period late: {over.size}, {inside} of them during a stall "
+                f"(a window that long anywhere would meet one {self.chance(width):.0%} of the time)"
+            )
+        return text
+
+
+class Probe:
+    """stall_probe.c built with cc and run beside the benchmark (stopped by closing its input)."""
+
+    def __init__(self):
+        import subprocess
+        import tempfile
+
+        self._dir = tempfile.TemporaryDirectory()
+        binary = Path(self._dir.name) / "stall_probe"
+        subprocess.run(["cc", "-O2", "-pthread", "-o", str(binary), str(ROOT / "benchmarks" / "stall_probe.c")], check=True)
+        self._out = (Path(self._dir.name) / "stalls.txt").open("w+")
+        self._proc = subprocess.Popen([str(binary)], stdin=subprocess.PIPE, stdout=self._out)
+        self._started = time.monotonic()
+
+    def stop(self) -> Stalls:
+        self._proc.stdin.close()
+        self._proc.wait(timeout=5)
+        self._out.seek(0)
+        rows = [(int(c), float(d), float(x)) for c, d, x in (line.split() for line in self._out.read().splitlines())]
+        self._out.close()
+        self._dir.cleanup()
+        return Stalls(rows, time.monotonic() - self._started)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,9 @@ def frames(n: int):
     """``n`` synthetic frames with varied telemetry (so every voice changes)."""
     for i in range(n):
         wave = math.sin(i * 0.37)
-        yield frame(i, text=PIECES[i % len(PIECES)], logprob=-1.5 - 1.2 * wave, entropy=2.0 + wave, value=1.0 + 0.5 * math.cos(i * 0.11))
+        yield frame(
+            i, text=PIECES[i % len(PIECES)], logprob=-1.5 - 1.2 * wave, entropy=2.0 + wave, value=1.0 + 0.5 * math.cos(i * 0.11)
+        )
 
 
 def test_releases_without_keeping_make_the_offline_score():
@@ -90,6 +92,46 @@ def test_scheduler_statistics_stay_bounded():
     assert done == list(range(KEPT + 500))  # in the order scheduled
     assert scheduler.calls == KEPT + 500 and len(scheduler.lateness) == KEPT
     assert scheduler.worst == max(scheduler.worst, *scheduler.lateness) and scheduler.worst >= 0.0
+
+
+def test_the_scheduler_takes_calls_from_threads_and_wakes_for_a_new_earliest_one():
+    """Calls come in without a lock from several threads while the scheduler's thread sleeps
+    until a later call: a new earliest one still runs at its time, and every call runs once,
+    in due order (the order scheduled among equal times)."""
+    import threading
+
+    scheduler = Scheduler()
+    ran: list[tuple[float, object]] = []
+    try:
+        now = time.monotonic()
+        scheduler.at(now + 1.5, lambda: ran.append((time.monotonic(), "late")))
+        time.sleep(0.1)  # the thread now sleeps until the call 1.5 s on
+        early = time.monotonic() + 0.05
+        scheduler.at(early, lambda: ran.append((time.monotonic(), "early")))
+
+        def many(first: int) -> None:
+            for k in range(first, first + 500):
+                scheduler.at(now + 0.3 + (k % 50) * 0.001, lambda k=k: ran.append((time.monotonic(), k)))
+
+        workers = [threading.Thread(target=many, args=(first,)) for first in (0, 500)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        deadline = time.monotonic() + 30
+        while len(ran) < 1002 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        scheduler.stop()
+    names = [name for _, name in ran]
+    assert names[0] == "early" and names[-1] == "late" and sorted(names[1:-1]) == list(range(1000))
+    assert ran[0][0] - early < 0.5, f"the new earliest call ran {ran[0][0] - early:.3f} s late (the thread slept on)"
+    dues = [now + 0.3 + (k % 50) * 0.001 for k in names[1:-1]]
+    assert dues == sorted(dues)
+    for due in set(dues):  # among equal due times, each thread's calls in the order it scheduled them
+        same = [k for k in names[1:-1] if now + 0.3 + (k % 50) * 0.001 == due]
+        assert [k for k in same if k < 500] == sorted(k for k in same if k < 500)
+        assert [k for k in same if k >= 500] == sorted(k for k in same if k >= 500)
 
 
 def test_the_terminal_view_keeps_only_the_latest_lines_that_fit():

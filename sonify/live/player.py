@@ -93,6 +93,11 @@ class LiveTiming:
 class Player:
     """Plays a stream of Frames live through the outputs given, on one clock."""
 
+    # Python threads hand over the GIL every 5 ms by default, as long as an audio block:
+    # while it plays, a thread that waits for the GIL (the MIDI scheduler, the audio
+    # callback) asks for it after this many seconds instead.
+    switch_interval = 0.0005
+
     def __init__(
         self,
         preset: Preset,
@@ -182,10 +187,8 @@ class Player:
         producer.start()
         # Started before this thread turns real-time: the model's thread must not inherit it.
         with realtime(PLAYER_PRIORITY, "the live player", self.realtime) as report.realtime:
-            # Python threads hand over the GIL every 5 ms by default, as long as an audio block:
-            # the audio callback and the MIDI scheduler must not wait that long.
             switch = sys.getswitchinterval()
-            sys.setswitchinterval(0.0005)
+            sys.setswitchinterval(self.switch_interval)
             gc.freeze()  # what exists now is never collected: no long collector pauses mid-performance
             t0: float | None = None
             offset = 0.0
