@@ -221,6 +221,12 @@ class Limiter:
         self.need_history = np.ones(self.delay + self.hold)
         self.min_history = np.ones(2 * self.smooth)
 
+    def _between(self, views: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """The magnitude of the signal between samples (phases 1..3 of the oversampling)
+        for the windows of ``views`` (``sliding_window_view`` of TAPS_PER_PHASE samples)
+        that start at ``starts``: (windows, channels, phases)."""
+        return np.abs(views[starts][..., ::-1] @ self.interpolator.T)
+
     def _clear(self, context: np.ndarray, m: int) -> bool:
         """True when ``_needed_gain`` is surely None, found without its passes over the block:
         the largest sample of each 1024 is read (two reductions), then of each 16 in the
@@ -259,7 +265,7 @@ class Limiter:
         ends = (groups[:, None] * fine + np.arange(fine)[None, :]).ravel()
         ends = ends[(ends >= width - 1) & (ends < region.shape[0])]
         views = sliding_window_view(region, width, axis=0)  # view k holds region[k : k + width]
-        return bool(np.abs(views[ends - width + 1][..., ::-1] @ self.interpolator.T).max() <= margin)
+        return bool(self._between(views, ends - width + 1).max() <= margin)
 
     def _needed_gain(self, context: np.ndarray, m: int) -> np.ndarray | None:
         """The gain each of the last ``m`` samples of ``context``, LAG samples back, may have:
@@ -281,8 +287,8 @@ class Limiter:
         if near.size:
             e = near + first
             views = sliding_window_view(context, width, axis=0)  # view k holds context[k : k + width]
-            current = np.abs(views[e - width + 1][..., ::-1] @ self.interpolator.T).max(axis=(1, 2))
-            previous = np.abs(views[e - width][..., ::-1] @ self.interpolator.T).max(axis=(1, 2))
+            current = self._between(views, e - width + 1).max(axis=(1, 2))
+            previous = self._between(views, e - width).max(axis=(1, 2))
             peak[near] = np.maximum(peak[near], np.maximum(current, previous))
         with np.errstate(divide="ignore"):
             need = np.minimum(1.0, self.ceiling / peak)
