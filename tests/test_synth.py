@@ -21,6 +21,7 @@ from sonify.outputs.audio import write_audio
 from sonify.synth import SynthEngine, render_audio
 from sonify.synth.master import Limiter, integrated_loudness, master
 from sonify.synth.soundfont import render_soundfont
+from sonify.synth.voice import ToneCache
 
 SR = 48000
 
@@ -503,3 +504,28 @@ def test_the_limiters_quick_check_never_passes_a_block_that_needs_gain():
             cleared += 1
             assert not needs
     assert cleared > 100 and between > 20
+
+
+@pytest.mark.parametrize("instrument", ["sine", "keys", "bell", "pluck", "pulse", "pad", "organ", "drone"])
+def test_notes_sharing_a_tone_play_the_samples_they_would_make_themselves(instrument):
+    """Notes of one pitch (and velocity) read one oscillator's samples from the engine's
+    ToneCache: the same bytes as each note making its own, whole or in 256-frame blocks,
+    and with a cache so small that it keeps 0.1 s per tone and drops tones mid-note."""
+    notes = [(0.05 + 0.15 * k, 0.2 + 0.1 * (k % 4), (60, 67, 72)[k % 3]) for k in range(14)]
+    score = single_voice_score(notes, instrument)
+    score = dataclasses.replace(
+        score, notes=tuple(dataclasses.replace(n, velocity=(100, 60)[k % 5 == 4]) for k, n in enumerate(score.notes))
+    )
+    total = int(3.0 * SR)
+
+    def render(tones: ToneCache | None, block: int) -> np.ndarray:
+        engine = SynthEngine.for_score(score, dry_settings())
+        engine.tones = tones
+        return np.concatenate([engine.process(min(block, total - b0)) for b0 in range(0, total, block)])
+
+    alone = render(None, total)
+    assert np.abs(alone).max() > 0.01
+    np.testing.assert_array_equal(render(ToneCache(), total), alone)
+    small = ToneCache(max_bytes=40000, max_length=int(0.1 * SR))
+    np.testing.assert_array_equal(render(small, 256), alone)
+    assert 0 < small.bytes <= 40000 + 4 * small.max_length

@@ -22,7 +22,7 @@ from .dsp import db, midi_hz, pan_gains
 from .effects import Echo, Reverb
 from .filters import lfilter_spans
 from .instruments import INSTRUMENTS
-from .voice import CONTROL_GLIDE_SECONDS, STEAL_SECONDS, ControlLanes, Instrument, SoundingNote
+from .voice import CONTROL_GLIDE_SECONDS, STEAL_SECONDS, ControlLanes, Instrument, SoundingNote, ToneCache
 
 HEADROOM = 0.25  # the mix stays well below full scale; the master chain sets the level
 
@@ -41,6 +41,7 @@ class SynthEngine:
         self.settings = settings
         self.voices = {v.name: v for v in voices}
         self.lanes = ControlLanes(self.sample_rate)
+        self.tones = ToneCache()  # notes of one pitch (and velocity) read one oscillator's samples
         self.reverb = Reverb(self.sample_rate, settings.reverb_seconds, damping=0.55 - 0.4 * settings.brightness)
         self.echo = Echo(self.sample_rate, settings.delay_beats * 60.0 / tempo_bpm, settings.delay_feedback)
         self.pending: list[tuple[int, int, SoundingNote]] = []  # (start, order, note), sorted
@@ -137,6 +138,7 @@ class SynthEngine:
             level=np.float32(level),
             controllers=voice.controllers,
             lanes=self.lanes,
+            tones=self.tones,
         )
         self._steal_for(sounding)
         if open_ended:

@@ -7,6 +7,7 @@ controllers (the organ's stops, the drone's expression) through ``note.control``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache, lru_cache
 
 import numpy as np
@@ -28,20 +29,25 @@ def _lowpass_coefficients(cutoff: float, sample_rate: int) -> tuple[np.ndarray, 
     return b, a
 
 
-def _lowpass(note: SoundingNote, x: np.ndarray, cutoff: float) -> np.ndarray:
-    """A 2-pole lowpass whose memory lives with the note, so blocks join seamlessly."""
-    if "lp" not in note.state:
-        b, a = _lowpass_coefficients(cutoff, note.sample_rate)
-        note.state["lp"] = (b, a, np.zeros(2, dtype=np.float32))
-    b, a, zi = note.state["lp"]
+def _lowpass(state: dict, x: np.ndarray, cutoff: float, sample_rate: int) -> np.ndarray:
+    """A 2-pole lowpass whose memory lives in ``state``, so blocks join seamlessly."""
+    if "lp" not in state:
+        b, a = _lowpass_coefficients(cutoff, sample_rate)
+        state["lp"] = (b, a, np.zeros(2, dtype=np.float32))
+    b, a, zi = state["lp"]
     y, zf = lfilter(b, a, x.astype(np.float32, copy=False), zi=zi)
-    note.state["lp"] = (b, a, zf)
+    state["lp"] = (b, a, zf)
     return y
 
 
 def _sine(note: SoundingNote, n: np.ndarray) -> np.ndarray:
-    p = phase(n, note.freq, note.sample_rate)
-    return np.sin(TWO_PI * p) + 0.12 * np.sin(phase(n, 2.0 * note.freq, note.sample_rate, turn=TWO_PI))
+    freq, sr = note.freq, note.sample_rate
+
+    def make(n: np.ndarray, state: dict) -> np.ndarray:
+        p = phase(n, freq, sr)
+        return np.sin(TWO_PI * p) + 0.12 * np.sin(phase(n, 2.0 * freq, sr, turn=TWO_PI))
+
+    return note.shared(("sine", freq), n, make)
 
 
 # An FM sideband past Nyquist folds back as an alias: the first one past it must stay this
@@ -101,14 +107,19 @@ def fm_index(note: SoundingNote, ratio: float, index: float) -> float:
 
 
 def _fm(note: SoundingNote, n: np.ndarray, ratio: float, index: float, index_decay: float) -> np.ndarray:
-    t = np.multiply(n, np.float32(1.0 / note.sample_rate), dtype=np.float32)
-    modulator = np.sin(phase(n, note.freq * ratio, note.sample_rate, turn=TWO_PI))
     if "fm_index" not in note.state:
         note.state["fm_index"] = fm_index(note, ratio, index)
-    depth = note.state["fm_index"] * np.exp(t * np.float32(-1.0 / index_decay))
-    carrier = phase(n, note.freq, note.sample_rate, turn=TWO_PI)
-    carrier += depth * modulator
-    return np.sin(carrier, out=carrier)
+    freq, sr, peak = note.freq, note.sample_rate, note.state["fm_index"]
+
+    def make(n: np.ndarray, state: dict) -> np.ndarray:
+        t = np.multiply(n, np.float32(1.0 / sr), dtype=np.float32)
+        modulator = np.sin(phase(n, freq * ratio, sr, turn=TWO_PI))
+        depth = peak * np.exp(t * np.float32(-1.0 / index_decay))
+        carrier = phase(n, freq, sr, turn=TWO_PI)
+        carrier += depth * modulator
+        return np.sin(carrier, out=carrier)
+
+    return note.shared(("fm", freq, ratio, peak, index_decay), n, make)
 
 
 def _keys(note: SoundingNote, n: np.ndarray) -> np.ndarray:
@@ -119,28 +130,37 @@ def _bell(note: SoundingNote, n: np.ndarray) -> np.ndarray:
     return _fm(note, n, ratio=3.5, index=2.2, index_decay=0.9)
 
 
+def _filtered(note: SoundingNote, n: np.ndarray, wave: Callable[[np.ndarray, float], np.ndarray], cutoff: float) -> np.ndarray:
+    """``wave`` (``saw`` or ``square``) at the note's pitch through a 2-pole lowpass at ``cutoff``."""
+    freq, sr = note.freq, note.sample_rate
+
+    def make(n: np.ndarray, state: dict) -> np.ndarray:
+        return _lowpass(state, wave(turns(n, freq, sr), freq / sr), cutoff, sr)
+
+    return note.shared((wave.__name__, freq, cutoff), n, make, stateful=True)
+
+
 def _pluck(note: SoundingNote, n: np.ndarray) -> np.ndarray:
-    dt = note.freq / note.sample_rate
-    return _lowpass(
-        note, saw(turns(n, note.freq, note.sample_rate), dt), note.freq * (2.0 + 6.0 * note.velocity) * (0.5 + note.brightness)
-    )
+    return _filtered(note, n, saw, note.freq * (2.0 + 6.0 * note.velocity) * (0.5 + note.brightness))
 
 
 def _pulse(note: SoundingNote, n: np.ndarray) -> np.ndarray:
-    dt = note.freq / note.sample_rate
-    return _lowpass(
-        note, square(turns(n, note.freq, note.sample_rate), dt), note.freq * (3.0 + 5.0 * note.velocity) * (0.5 + note.brightness)
-    )
+    return _filtered(note, n, square, note.freq * (3.0 + 5.0 * note.velocity) * (0.5 + note.brightness))
 
 
 def _detuned_saws(note: SoundingNote, n: np.ndarray, cents: tuple[float, ...]) -> np.ndarray:
     """The sum (not the mean: the instrument's level allows for it) of slightly detuned saws."""
-    out = None
-    for k, c in enumerate(cents):
-        f = note.freq * 2.0 ** (c / 1200.0)
-        wave = saw(turns(n, f, note.sample_rate, offset=0.31 * k), f / note.sample_rate)
-        out = wave if out is None else np.add(out, wave, out=out)
-    return out
+    freq, sr = note.freq, note.sample_rate
+
+    def make(n: np.ndarray, state: dict) -> np.ndarray:
+        out = None
+        for k, c in enumerate(cents):
+            f = freq * 2.0 ** (c / 1200.0)
+            wave = saw(turns(n, f, sr, offset=0.31 * k), f / sr)
+            out = wave if out is None else np.add(out, wave, out=out)
+        return out
+
+    return note.shared(("saws", freq, cents), n, make)
 
 
 def _pad(note: SoundingNote, n: np.ndarray) -> np.ndarray:
@@ -172,7 +192,8 @@ def _organ(note: SoundingNote, n: np.ndarray) -> np.ndarray:
         stops = sum(1 for h in ORGAN_HARMONICS[:ORGAN_FIXED_STOPS] if note.freq * h < nyquist * 0.9)
         if stops == 0:
             return np.zeros(n.size, dtype=np.float32)
-        return table_lookup(turns(n, note.freq, note.sample_rate), *_fixed_organ_table(stops))
+        freq, sr = note.freq, note.sample_rate
+        return note.shared(("organ", freq, stops), n, lambda n, state: table_lookup(turns(n, freq, sr), *_fixed_organ_table(stops)))
     out = np.zeros(n.size, dtype=np.float32)
     for k, controller in enumerate(note.controllers[: len(ORGAN_HARMONICS)]):
         h = ORGAN_HARMONICS[k]

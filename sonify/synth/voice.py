@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,9 @@ STEAL_SECONDS = 0.005
 CONTROL_GLIDE_SECONDS = 0.02  # a control change glides this long, sample by sample: no zipper noise
 
 Tone = Callable[["SoundingNote", np.ndarray], np.ndarray]
+# Samples ``n`` of a tone shared by notes (see ToneCache), given a state dict it may keep
+# between calls (a lowpass filter's memory) and must carry on from.
+Make = Callable[[np.ndarray, dict[str, Any]], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,6 @@ class Instrument:
     # Held, many-note voices are lowpassed once on the voice's bus rather than note by note:
     # the cutoff (Hz) at brightness 0..1. None: the tone filters itself, if at all.
     bus_cutoff: Callable[[float], float] | None = None
-
 
 
 class ControlLanes:
@@ -124,6 +127,69 @@ class ControlLanes:
         return out
 
 
+class ToneCache:
+    """Tones that notes share, each from its note's start: a note's oscillator depends on its
+    pitch (and for some instruments its velocity) but not on when it starts, so every note
+    of one key reads the same samples, made once. Each key keeps its first ``max_length``
+    samples, the keys least recently read go once the cache holds ``max_bytes``. A note
+    reads exactly the samples it would make itself: the cache changes no sample."""
+
+    def __init__(self, max_bytes: int = 24 * 2**20, max_length: int = 2**18):
+        self.max_bytes = max_bytes
+        self.max_length = max_length
+        self.bytes = 0
+        # key -> [samples (capacity grows by doubling), how many are filled, the state after them]
+        self._entries: OrderedDict[Hashable, list] = OrderedDict()
+
+    def read(self, key: Hashable, lo: int, hi: int, make: Make, own: dict[str, Any] | None) -> np.ndarray:
+        """Samples ``lo`` .. ``hi`` of tone ``key`` (a fresh array the caller may change).
+        ``own``: for a tone with state, the note's own state dict, which takes over past
+        ``max_length`` (or if its key was dropped mid-note); None for a tone without."""
+        if own is not None and "own" in own:
+            return make(np.arange(lo, hi, dtype=np.uint32), own["own"])
+        entry = self._entries.get(key)
+        if entry is None or lo > entry[1]:
+            if own is None:
+                if lo > 0 or hi > self.max_length:  # a pure tone: make what is not kept
+                    return make(np.arange(lo, hi, dtype=np.uint32), {})
+            elif lo > 0:  # dropped mid-note: make it again from the start, on the note's own
+                state: dict[str, Any] = {}
+                make(np.arange(0, lo, dtype=np.uint32), state)
+                own["own"] = state
+                return make(np.arange(lo, hi, dtype=np.uint32), state)
+            entry = self._entries[key] = [np.empty(0, dtype=np.float32), 0, {}]
+        self._entries.move_to_end(key)
+        data, filled, state = entry
+        end = min(hi, self.max_length)
+        fresh = None
+        if end > filled:
+            fresh = make(np.arange(filled, end, dtype=np.uint32), state)
+            if end > data.size:
+                grown = np.empty(min(self.max_length, max(end, 2 * data.size)), dtype=np.float32)
+                grown[:filled] = data[:filled]
+                self.bytes += grown.nbytes - data.nbytes
+                data = entry[0] = grown
+            data[filled:end] = fresh
+            entry[1] = end
+        if fresh is not None and lo == filled:
+            out = fresh  # just made for this note: no copy
+        else:
+            out = data[lo:end].copy()
+        if hi > end:  # past what is kept: the note carries on, from the state at the end
+            carry = dict(state)
+            own_out = make(np.arange(max(lo, end), hi, dtype=np.uint32), carry)
+            if own is not None:
+                own["own"] = carry
+            out = np.concatenate((out, own_out)) if out.size else own_out
+        self._trim()
+        return out
+
+    def _trim(self) -> None:
+        while self.bytes > self.max_bytes and len(self._entries) > 1:
+            _, (data, _, _) = self._entries.popitem(last=False)
+            self.bytes -= data.nbytes
+
+
 @dataclass
 class SoundingNote:
     """A note being played, with everything its instrument needs."""
@@ -142,6 +208,15 @@ class SoundingNote:
     lanes: ControlLanes
     stolen_at: float | None = None  # seconds from start
     state: dict[str, Any] = field(default_factory=dict)
+    tones: ToneCache | None = None  # tones shared with other notes; None: the note makes its own
+
+    def shared(self, key: Hashable, n: np.ndarray, make: Make, stateful: bool = False) -> np.ndarray:
+        """``make`` over samples ``n`` (consecutive, from the note's start), read from the
+        tones shared under ``key`` if there are any: ``key`` must name everything ``make``
+        reads. ``stateful``: ``make`` keeps state in its dict (see ToneCache.read)."""
+        if self.tones is None:
+            return make(n, self.state)
+        return self.tones.read(key, int(n[0]), int(n[0]) + n.size, make, self.state if stateful else None)
 
     def control(self, controller: int, n: np.ndarray) -> np.ndarray:
         """The controller's curve over samples ``n`` (consecutive, from the note's start)."""
