@@ -506,16 +506,24 @@ def test_the_limiters_quick_check_never_passes_a_block_that_needs_gain():
     assert cleared > 100 and between > 20
 
 
-@pytest.mark.parametrize("instrument", ["sine", "keys", "bell", "pluck", "pulse", "pad", "organ", "drone"])
+@pytest.mark.parametrize(
+    "instrument", ["sine", "keys", "bell", "pluck", "pulse", "pad", "organ", "drone", "organ stops", "drone level"]
+)
 def test_notes_sharing_a_tone_play_the_samples_they_would_make_themselves(instrument):
     """Notes of one pitch (and velocity) read one oscillator's samples from the engine's
     ToneCache: the same bytes as each note making its own, whole or in 256-frame blocks,
     and with a cache so small that it keeps 0.1 s per tone and drops tones mid-note."""
-    notes = [(0.05 + 0.15 * k, 0.2 + 0.1 * (k % 4), (60, 67, 72)[k % 3]) for k in range(14)]
-    score = single_voice_score(notes, instrument)
+    notes = [(0.05 + 0.15 * k, 0.2 + 0.1 * (k % 4), (36, 43, 60)[k % 3]) for k in range(14)]
+    score = single_voice_score(notes, instrument.split()[0])
     score = dataclasses.replace(
         score, notes=tuple(dataclasses.replace(n, velocity=(100, 60)[k % 5 == 4]) for k, n in enumerate(score.notes))
     )
+    if " " in instrument:  # the organ's stops and the drone's level, moved by controllers
+        # (their first values at the start, as the mapping sends them: a lane reads 1 until its first point comes)
+        first = [Control(0.0, 0.0, 20 + j, 64, "melody", 0, 0) for j in range(3)]
+        controls = first + [dataclasses.replace(c, voice="melody") for c in controlled_organ_score().controls]
+        voices = (dataclasses.replace(score.voices[0], controllers=(20, 21, 22)),)
+        score = dataclasses.replace(score, controls=sort_controls(controls), voices=voices)
     total = int(3.0 * SR)
 
     def render(tones: ToneCache | None, block: int) -> np.ndarray:
@@ -529,3 +537,23 @@ def test_notes_sharing_a_tone_play_the_samples_they_would_make_themselves(instru
     small = ToneCache(max_bytes=40000, max_length=int(0.1 * SR))
     np.testing.assert_array_equal(render(small, 256), alone)
     assert 0 < small.bytes <= 40000 + 4 * small.max_length
+
+
+@pytest.mark.parametrize("name", ["midi-rig", "pulse"])
+def test_a_presets_voices_sharing_tones_play_what_they_would_alone(name):
+    """The shared tones' keys keep instruments, pitches and velocities apart: a preset with
+    every instrument of ours but one (and one with the other) plays the same bytes with the
+    cache as without, in the offline blocks and in blocks of 256."""
+    preset = load_preset(name)
+    score = make_score(read(POEM), preset)
+    total = int(8.0 * SR)
+
+    def render(tones: ToneCache | None, block: int) -> np.ndarray:
+        engine = SynthEngine.for_score(score, preset.synth)
+        engine.tones = tones
+        return np.concatenate([engine.process(min(block, total - b0)) for b0 in range(0, total, block)])
+
+    alone = render(None, 65536)
+    assert np.abs(alone).max() > 0.01
+    np.testing.assert_array_equal(render(ToneCache(), 65536), alone)
+    np.testing.assert_array_equal(render(ToneCache(max_bytes=200000, max_length=4800), 256), render(None, 256))

@@ -106,20 +106,27 @@ def fm_index(note: SoundingNote, ratio: float, index: float) -> float:
     return min(peak, fm_index_limit(below + 1), fm_top_limit(note.freq, ratio, note.sample_rate))
 
 
+def _sine_at(note: SoundingNote, n: np.ndarray, freq: float) -> np.ndarray:
+    """sin of the phase at ``freq`` over samples ``n``, shared by notes (read only)."""
+    sr = note.sample_rate
+    return note.shared(("sin", freq), n, lambda n, state: np.sin(phase(n, freq, sr, turn=TWO_PI)), copy=False)
+
+
 def _fm(note: SoundingNote, n: np.ndarray, ratio: float, index: float, index_decay: float) -> np.ndarray:
     if "fm_index" not in note.state:
         note.state["fm_index"] = fm_index(note, ratio, index)
-    freq, sr, peak = note.freq, note.sample_rate, note.state["fm_index"]
+    freq, sr = note.freq, note.sample_rate
 
-    def make(n: np.ndarray, state: dict) -> np.ndarray:
+    def fall(n: np.ndarray, state: dict) -> np.ndarray:
         t = np.multiply(n, np.float32(1.0 / sr), dtype=np.float32)
-        modulator = np.sin(phase(n, freq * ratio, sr, turn=TWO_PI))
-        depth = peak * np.exp(t * np.float32(-1.0 / index_decay))
-        carrier = phase(n, freq, sr, turn=TWO_PI)
-        carrier += depth * modulator
-        return np.sin(carrier, out=carrier)
+        return np.exp(t * np.float32(-1.0 / index_decay))
 
-    return note.shared(("fm", freq, ratio, peak, index_decay), n, make)
+    # The index's fall, the modulator and the carrier's phase are the same for every note
+    # of the instrument (of the pitch): read from the shared tones, only the sums are made.
+    depth = note.state["fm_index"] * note.shared(("fm fall", index_decay), n, fall, copy=False)
+    depth *= _sine_at(note, n, freq * ratio)
+    carrier = note.shared(("phase", freq), n, lambda n, state: phase(n, freq, sr, turn=TWO_PI), copy=False)
+    return np.sin(np.add(carrier, depth, out=depth), out=depth)
 
 
 def _keys(note: SoundingNote, n: np.ndarray) -> np.ndarray:
@@ -199,8 +206,9 @@ def _organ(note: SoundingNote, n: np.ndarray) -> np.ndarray:
         h = ORGAN_HARMONICS[k]
         if note.freq * h >= nyquist * 0.9:
             break
-        level = note.control(controller, n)
-        out += (level / np.float32(np.sqrt(h))) * np.sin(phase(n, note.freq * h, note.sample_rate, turn=TWO_PI))
+        level = note.control(controller, n) / np.float32(np.sqrt(h))
+        level *= _sine_at(note, n, note.freq * h)
+        out += level
     return out
 
 

@@ -141,8 +141,9 @@ class ToneCache:
         # key -> [samples (capacity grows by doubling), how many are filled, the state after them]
         self._entries: OrderedDict[Hashable, list] = OrderedDict()
 
-    def read(self, key: Hashable, lo: int, hi: int, make: Make, own: dict[str, Any] | None) -> np.ndarray:
-        """Samples ``lo`` .. ``hi`` of tone ``key`` (a fresh array the caller may change).
+    def read(self, key: Hashable, lo: int, hi: int, make: Make, own: dict[str, Any] | None, copy: bool = True) -> np.ndarray:
+        """Samples ``lo`` .. ``hi`` of tone ``key``: a fresh array the caller may change, or
+        with ``copy`` False perhaps the kept samples themselves, to be read only.
         ``own``: for a tone with state, the note's own state dict, which takes over past
         ``max_length`` (or if its key was dropped mid-note); None for a tone without."""
         if own is not None and "own" in own:
@@ -174,7 +175,7 @@ class ToneCache:
         if fresh is not None and lo == filled:
             out = fresh  # just made for this note: no copy
         else:
-            out = data[lo:end].copy()
+            out = data[lo:end].copy() if copy else data[lo:end]
         if hi > end:  # past what is kept: the note carries on, from the state at the end
             carry = dict(state)
             own_out = make(np.arange(max(lo, end), hi, dtype=np.uint32), carry)
@@ -210,13 +211,14 @@ class SoundingNote:
     state: dict[str, Any] = field(default_factory=dict)
     tones: ToneCache | None = None  # tones shared with other notes; None: the note makes its own
 
-    def shared(self, key: Hashable, n: np.ndarray, make: Make, stateful: bool = False) -> np.ndarray:
+    def shared(self, key: Hashable, n: np.ndarray, make: Make, stateful: bool = False, copy: bool = True) -> np.ndarray:
         """``make`` over samples ``n`` (consecutive, from the note's start), read from the
         tones shared under ``key`` if there are any: ``key`` must name everything ``make``
-        reads. ``stateful``: ``make`` keeps state in its dict (see ToneCache.read)."""
+        reads. ``stateful``: ``make`` keeps state in its dict (see ToneCache.read).
+        ``copy`` False: the caller only reads the samples (they may be the kept ones)."""
         if self.tones is None:
             return make(n, self.state)
-        return self.tones.read(key, int(n[0]), int(n[0]) + n.size, make, self.state if stateful else None)
+        return self.tones.read(key, int(n[0]), int(n[0]) + n.size, make, self.state if stateful else None, copy)
 
     def control(self, controller: int, n: np.ndarray) -> np.ndarray:
         """The controller's curve over samples ``n`` (consecutive, from the note's start)."""
