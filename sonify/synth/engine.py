@@ -206,6 +206,8 @@ class SynthEngine:
                 buses = future.result()
                 if k + 1 < len(sizes):
                     future = ahead.submit(self._voices, sizes[k + 1])
+                elif self.tones is not None:
+                    self.tones.clear()  # the last block's notes are made: give the shared tones back now
                 yield self._effects(buses, frames)
 
     def _voices(self, frames: int) -> dict[str, np.ndarray]:

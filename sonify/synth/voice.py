@@ -134,7 +134,7 @@ class ToneCache:
     samples, the keys least recently read go once the cache holds ``max_bytes``. A note
     reads exactly the samples it would make itself: the cache changes no sample."""
 
-    def __init__(self, max_bytes: int = 24 * 2**20, max_length: int = 2**18):
+    def __init__(self, max_bytes: int = 16 * 2**20, max_length: int = 2**18):
         self.max_bytes = max_bytes
         self.max_length = max_length
         self.bytes = 0
@@ -184,6 +184,11 @@ class ToneCache:
             out = np.concatenate((out, own_out)) if out.size else own_out
         self._trim()
         return out
+
+    def clear(self) -> None:
+        """Drop every kept tone (their memory goes back at once; later reads make them again)."""
+        self._entries.clear()
+        self.bytes = 0
 
     def _trim(self) -> None:
         while self.bytes > self.max_bytes and len(self._entries) > 1:
