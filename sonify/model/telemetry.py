@@ -30,6 +30,16 @@ def log_softmax_entropy(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     digits would depend on the thread count, and the BLAS thread it wakes between decoding
     steps competes with the next step for the CPU.
     """
+    if logits.ndim == 1:  # a decoding step's: the same sums with scalars, in fewer calls
+        z = logits.astype(np.float64)
+        z -= np.maximum.reduce(z)
+        e = np.exp(z)
+        total = np.add.reduce(e)
+        log_total = np.log(total)
+        e *= z
+        entropy_ = log_total - np.add.reduce(e) / total
+        z -= log_total
+        return z, entropy_
     z = logits.astype(np.float64)
     z -= np.maximum.reduce(z, axis=-1, keepdims=True)
     e = np.exp(z)
@@ -58,8 +68,9 @@ def top_tokens(logprobs: np.ndarray, k: int) -> list[tuple[int, float]]:
     if k <= 0:
         return []
     idx = np.argpartition(logprobs, n - k)[n - k :]
-    idx = idx[np.lexsort((idx, -logprobs[idx]))]
-    return list(zip(idx.tolist(), np.exp(logprobs[idx]).tolist()))
+    # The k pairs sorted in Python (fewer NumPy calls): most likely first, ties by id.
+    best = sorted(zip((-logprobs[idx]).tolist(), idx.tolist()))
+    return list(zip([i for _, i in best], np.exp([-v for v, _ in best]).tolist()))
 
 
 def attention_summaries(weights: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

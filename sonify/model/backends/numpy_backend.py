@@ -50,7 +50,7 @@ class _StepBuffers:
     view the step reads precomputed: on a model of a few MB a step is mostly NumPy's
     time per call, and a reshape or a slice is a call."""
 
-    def __init__(self, arch: Architecture, layers: list[tuple]):
+    def __init__(self, arch: Architecture, layers: list[tuple], cache: KVCache):
         heads, kv_heads, hd = arch.num_heads, arch.num_kv_heads, arch.head_dim
         f32 = np.float32
         layer = layers[0]
@@ -77,6 +77,7 @@ class _StepBuffers:
         inner = arch.intermediate_size
         self.gate, self.up_half = self.up[:inner], self.up[inner:]
         self.act = np.empty(inner, dtype=f32)
+        self.keys_t = [keys.transpose(0, 2, 1) for keys in cache.keys]  # (kv_heads, head_dim, window)
 
 
 # ufunc reductions: ndarray.mean costs several microseconds of Python per call, which
@@ -516,7 +517,7 @@ class NumpyDecoder:
         layernorm, rope, swiglu = arch.norm == "layernorm", arch.position == "rope", arch.mlp == "swiglu"
         buffers = getattr(cache, "step_buffers", None)
         if buffers is None:
-            buffers = cache.step_buffers = _StepBuffers(arch, self._small_layers)
+            buffers = cache.step_buffers = _StepBuffers(arch, self._small_layers, cache)
         qkv, projected, up, act = buffers.qkv, buffers.projected, buffers.up, buffers.act
         q, k = (buffers.q_rotated, buffers.k_rotated) if rope else (buffers.q, buffers.k)
         v, attended, attended_flat = buffers.v, buffers.attended, buffers.attended_flat
@@ -543,8 +544,8 @@ class NumpyDecoder:
                 return centred * np.float32(1.0 / math.sqrt(float(np.dot(centred, centred)) * inv_n + eps))
             return x * np.float32(1.0 / math.sqrt(float(np.dot(x, x)) * inv_n + eps))
 
-        for (w_qkv, b_qkv, w_out, b_out, w_up, b_up, w_down, b_down), x_next, p, total, keys, values in zip(
-            self._small_layers, residuals[1:], probs, sums, cache.keys, cache.values
+        for (w_qkv, b_qkv, w_out, b_out, w_up, b_up, w_down, b_down), x_next, p, total, keys, keys_t, values in zip(
+            self._small_layers, residuals[1:], probs, sums, cache.keys, buffers.keys_t, cache.values
         ):
             h = normed(x)  # gain and bias are folded into the qkv weights
             lap("norms")
@@ -558,7 +559,7 @@ class NumpyDecoder:
                 rotated3 += product3
             keys[:, pos] = k
             values[:, pos] = v
-            matmul(q, keys[:, :end].transpose(0, 2, 1), out=p)  # the 1/sqrt(d) scale is in the queries
+            matmul(q, keys_t[:, :, :end], out=p)  # the 1/sqrt(d) scale is in the queries
             p -= np.maximum.reduce(p, axis=-1, keepdims=True)
             exp(p, out=p)
             p /= np.add.reduce(p, axis=-1, keepdims=True, out=total)
