@@ -255,8 +255,16 @@ class Engine:
         start: int,
         final: bool = False,
     ) -> Frame:
-        he, hd, hf = out.head_entropy[:, :, j], out.head_distance[:, :, j], out.head_focus[:, :, j]
-        heads = he.shape[1]
+        # Every number of the frame's telemetry in one float32 array, read out with one
+        # tolist(): per layer the means over heads (as ndarray.mean computes them, for less),
+        # each head, the layer norms and updates, and the embedding.
+        heads = np.concatenate((out.head_entropy[:, :, j], out.head_distance[:, :, j], out.head_focus[:, :, j]))
+        layers, n_heads = len(out.layer_norm), heads.shape[1]
+        means = np.add.reduce(heads, axis=1) / n_heads
+        embedding = out.final_hidden[j] @ self._projection
+        values = np.concatenate((means, heads.ravel(), out.layer_norm[:, j], out.layer_update[:, j], embedding)).tolist()
+        rows = tuple(zip(*[iter(values[3 * layers : 3 * layers * (n_heads + 1)])] * n_heads))  # (3 * layers) heads' rows
+        rest = 3 * layers * (n_heads + 1)
         frame = Frame(
             index=run.index,
             token_id=int(token),
@@ -267,15 +275,15 @@ class Engine:
             rank=rank_of(logprobs, token),
             top=tuple((self._piece(t), p) for t, p in top_tokens(logprobs, self.alternatives)),
             attention=AttentionStats(
-                entropy=tuple((np.add.reduce(he, axis=1) / heads).tolist()),  # the mean, as ndarray.mean computes it, for less
-                distance=tuple((np.add.reduce(hd, axis=1) / heads).tolist()),
-                focus=tuple((np.add.reduce(hf, axis=1) / heads).tolist()),
-                head_entropy=tuple(map(tuple, he.tolist())),
-                head_distance=tuple(map(tuple, hd.tolist())),
-                head_focus=tuple(map(tuple, hf.tolist())),
+                entropy=tuple(values[:layers]),
+                distance=tuple(values[layers : 2 * layers]),
+                focus=tuple(values[2 * layers : 3 * layers]),
+                head_entropy=rows[:layers],
+                head_distance=rows[layers : 2 * layers],
+                head_focus=rows[2 * layers :],
             ),
-            layers=LayerStats(norm=tuple(out.layer_norm[:, j].tolist()), update=tuple(out.layer_update[:, j].tolist())),
-            embedding=tuple((out.final_hidden[j] @ self._projection).tolist()),
+            layers=LayerStats(norm=tuple(values[rest : rest + layers]), update=tuple(values[rest + layers : rest + 2 * layers])),
+            embedding=tuple(values[rest + 2 * layers :]),
             context=start + j + 1,
         )
         run.index += 1

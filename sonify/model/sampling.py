@@ -99,8 +99,8 @@ def apply_repetition_penalty(logits: np.ndarray, recent: Sequence[int], penalty:
 
 def categorical(logits: np.ndarray, rng: np.random.Generator) -> int:
     """Draw one index with probability softmax(logits)."""
-    z = logits.astype(np.float64)
-    probs = np.exp(z - z.max())
+    z = np.asarray(logits, dtype=np.float64)  # no copy of float64 log-probabilities
+    probs = np.exp(z - np.maximum.reduce(z))  # the ufunc: ndarray.max costs more Python
     cdf = np.cumsum(probs)
     return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(cdf) - 1))
 
