@@ -21,7 +21,7 @@ from ..families.common import Architecture, DecoderWeights
 from ..profile import no_clock
 from ..telemetry import attention_summaries
 from .base import DecoderOutput, causal_mask, rope_tables
-from .split import Blocks, SplitProducts, plan_blocks, split_range, sum_rows
+from .split import Blocks, SplitProducts, plan_blocks, prefetches, split_range, sum_rows
 
 
 class KVCache:
@@ -255,6 +255,15 @@ class NumpyDecoder:
             {name: plan_blocks(getattr(layer, name)) for name in ("qkv", "out", "up", "down")} for layer in weights.layers
         ]
         self._head_blocks = plan_blocks(weights.lm_head, by_inputs=False)
+        # What the helper reads into the cache after its share of a split job: after a
+        # layer's q/k/v, the attention output's matrix; after its MLP, the next layer's.
+        self._after_qkv, self._after_mlp = [], []
+        for index, (layer, blocks) in enumerate(zip(weights.layers, self._blocks)):
+            self._after_qkv.append(prefetches([(layer.out, blocks["out"])]))
+            following = weights.layers[index + 1 : index + 2]
+            self._after_mlp.append(
+                prefetches([(getattr(nxt, n), self._blocks[index + 1][n]) for nxt in following for n in ("qkv", "out")])
+            )
         self._key_positions = np.arange(window, dtype=np.float32)
         if arch.position == "rope":
             cos, sin = rope_tables(arch.inv_freq(), window)
@@ -412,7 +421,7 @@ class NumpyDecoder:
         for layer_index, (layer, blocks) in enumerate(zip(w.layers, self._blocks)):
             h = normed(x)  # gain and bias are folded into layer.qkv
             lap("norms")
-            qkv = matvec(h, blocks["qkv"])
+            qkv = split(h, blocks["qkv"], share, self._after_qkv[layer_index])
             if layer.qkv_bias is not None:
                 qkv += layer.qkv_bias
             lap("qkv")
@@ -438,7 +447,11 @@ class NumpyDecoder:
             parts = self._mlp_parts[layer_index]
             if parts:  # each thread its share of the inner units, from up through down
                 partial = np.empty((len(parts), arch.hidden_size), dtype=np.float32)
-                run([partial_call(_mlp_part, h, *part, partial[i]) for i, part in enumerate(parts)], share)
+                run(
+                    [partial_call(_mlp_part, h, *part, partial[i]) for i, part in enumerate(parts)],
+                    share,
+                    self._after_mlp[layer_index],
+                )
                 x += sum_rows(partial)
                 if layer.down_bias is not None:
                     x += layer.down_bias
