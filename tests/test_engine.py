@@ -151,3 +151,20 @@ def test_split_products_give_the_same_bytes_with_or_without_the_helper_which_end
     gc.collect()
     helper.join(timeout=5)
     assert not helper.is_alive()
+
+
+def test_the_helper_reads_ahead_only_what_the_caller_runs_alone_before_the_next_shared_product():
+    from sonify.model.backends.split import plan_blocks, prefetches
+
+    rng = np.random.default_rng(4)
+    small = rng.standard_normal((256, 512), dtype=np.float32)  # 0.5 MB: run whole by the caller
+    other = rng.standard_normal((256, 256), dtype=np.float32)
+    large = rng.standard_normal((1024, 1024), dtype=np.float32)  # 4 MB: shared
+    whole, shared = plan_blocks(small), plan_blocks(large)
+    assert prefetches([(small, whole), (other, plan_blocks(other))]).matrices == [small, other]
+    assert prefetches([(small, whole), (large, shared), (other, plan_blocks(other))]).matrices == [small]
+    assert prefetches([(large, shared), (small, whole)]) is None
+    prefetch = prefetches([(small, whole)])
+    before = small.copy()
+    prefetch()  # reads, writes nothing of the caller's
+    assert small.tobytes() == before.tobytes()

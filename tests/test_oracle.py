@@ -221,6 +221,9 @@ def test_split_decoding_steps_match_transformers_with_the_same_bytes_at_any_thre
             assert getattr(a, field).tobytes() == getattr(b, field).tobytes(), field
     logits = np.concatenate([o.logits for o in two])
     assert relative_error(logits, ref.logits[0].numpy()) <= 1e-4
+    # The prompt's path reads the split MLP's up matrix in its parts' column order.
+    prompt = decoder.forward(ids, decoder.new_cache())
+    assert relative_error(prompt.logits, ref.logits[0].numpy()) <= 1e-4
     for layer in range(model.arch.num_layers):
         hidden = np.concatenate([o.hidden_states[layer] for o in two])
         np.testing.assert_allclose(hidden, ref.hidden_states[layer][0].numpy(), rtol=1e-4, atol=1e-4)

@@ -23,7 +23,7 @@ from ..families.common import Architecture, DecoderWeights
 from ..profile import no_clock
 from ..telemetry import attention_entropy, attention_summaries
 from .base import DecoderOutput, causal_mask, rope_tables
-from .split import Blocks, SplitProducts, plan_blocks, split_range, sum_rows
+from .split import Blocks, SplitProducts, plan_blocks, prefetches, split_range, sum_rows
 
 
 class KVCache:
@@ -108,49 +108,63 @@ def _gelu_tanh(x: np.ndarray) -> np.ndarray:
     return 0.5 * x * (1.0 + np.tanh(np.float32(math.sqrt(2.0 / math.pi)) * (x + np.float32(0.044715) * x * x * x)))
 
 
-def _mlp_parts(arch: Architecture, layer) -> list[tuple]:
+def _mlp_parts(arch: Architecture, layer) -> tuple[list[tuple], tuple[np.ndarray, np.ndarray] | None]:
     """The MLP cut over its inner units for the threads of a decoding step: per part the
-    (gate, gate bias, up, up bias, down) views of :func:`_mlp_part`. Activations act unit by
-    unit, so a part runs from its up columns through its down rows with no exchange between
-    threads, and the parts' outputs are added in order. Empty: the MLP is too small to split."""
+    (up, gate width, up bias, down) of :func:`_mlp_part`. Activations act unit by unit, so a
+    part runs from its up columns through its down rows with no exchange between threads,
+    and the parts' outputs are added in order. Empty: the MLP is too small to split.
+
+    A split SwiGLU's up matrix (and bias) has its columns put in place on ``layer`` in the
+    parts' order, each part's gate columns beside its up columns ([gate_A up_A gate_B up_B]),
+    so that a part reads both with one product (measured 3-5 % faster steps on SmolLM's
+    shape than two products over column views). The second value gives the prompt's path
+    the (gate, up) column indices of that order (None: the checkpoint's order)."""
     inner = arch.intermediate_size
     up, bias, down = layer.up, layer.up_bias, layer.down
     ranges = split_range(inner, up.nbytes + down.nbytes)
     if len(ranges) < 2:
-        return []
-    swiglu = arch.mlp == "swiglu"
-    parts = []
+        return [], None
+    columns = None
+    if arch.mlp == "swiglu":
+        order = np.concatenate([np.r_[a:b, inner + a : inner + b] for a, b in ranges])
+        laid = np.empty_like(up)
+        for first in range(0, len(order), 512):  # a few columns at a time: no second full copy
+            laid[:, first : first + 512] = up[:, order[first : first + 512]]
+        layer.up = up = laid
+        if bias is not None:
+            layer.up_bias = bias = bias[order]
+        position = np.argsort(order)
+        columns = (position[:inner], position[inner:])
+    parts, first = [], 0
     for a, b in ranges:
-        gate = up[:, a:b] if swiglu else None
-        gate_bias = bias[a:b] if swiglu and bias is not None else None
-        u0 = inner if swiglu else 0
-        parts.append((gate, gate_bias, up[:, u0 + a : u0 + b], None if bias is None else bias[u0 + a : u0 + b], down[a:b]))
-    return parts
+        width = (b - a) * (1 if columns is None else 2)
+        block = slice(first, first + width)
+        parts.append((up[:, block], None if columns is None else b - a, None if bias is None else bias[block], down[a:b]))
+        first += width
+    return parts, columns
 
 
 def _mlp_part(
     h: np.ndarray,
-    gate: np.ndarray | None,
-    gate_bias: np.ndarray | None,
     up: np.ndarray,
+    gated: int | None,
     up_bias: np.ndarray | None,
     down: np.ndarray,
     out: np.ndarray,
 ) -> None:
-    """``out`` = one part of the MLP's output for the normed vector ``h``: SwiGLU where a
-    gate is given, else GELU (tanh)."""
+    """``out`` = one part of the MLP's output for the normed vector ``h``: SwiGLU where
+    ``gated`` (the part's units: ``up`` holds their gate columns, then their up columns),
+    else GELU (tanh)."""
     u = h @ up
     if up_bias is not None:
         u += up_bias
-    if gate is None:
+    if gated is None:
         act = _gelu_tanh(u)
     else:
-        g = h @ gate
-        if gate_bias is not None:
-            g += gate_bias
+        g = u[:gated]
         act = expit(g)
         act *= g
-        act *= u
+        act *= u[gated:]
     np.matmul(act, down, out=out)
 
 
@@ -273,11 +287,21 @@ class NumpyDecoder:
         # one after the other, each on those threads.
         self._split = SplitProducts(helper=one_thread_steps and (os.cpu_count() or 1) > 1)
         self._share = False  # whether this step's products use the helper: BLAS was given 2+ threads
+        # First: a split SwiGLU's up columns are put in its parts' order (the blocks view the result).
+        self._mlp_parts, self._mlp_columns = zip(*(_mlp_parts(arch, layer) for layer in weights.layers))
         self._blocks = [
             {name: plan_blocks(getattr(layer, name)) for name in ("qkv", "out", "up", "down")} for layer in weights.layers
         ]
         self._head_blocks = plan_blocks(weights.lm_head, by_inputs=False)
-        self._mlp_parts = [_mlp_parts(arch, layer) for layer in weights.layers]
+        # What the helper reads into the cache after its share of a split job: after a
+        # layer's q/k/v, the attention output's matrix; after its MLP, the next layer's.
+        self._after_qkv, self._after_mlp = [], []
+        for index, (layer, blocks) in enumerate(zip(weights.layers, self._blocks)):
+            self._after_qkv.append(prefetches([(layer.out, blocks["out"])]))
+            following = weights.layers[index + 1 : index + 2]
+            self._after_mlp.append(
+                prefetches([(getattr(nxt, n), self._blocks[index + 1][n]) for nxt in following for n in ("qkv", "out")])
+            )
         self._key_positions = np.arange(window, dtype=np.float32)
         if arch.position == "rope":
             cos, sin = rope_tables(arch.inv_freq(), window)
@@ -375,7 +399,11 @@ class NumpyDecoder:
             u = _linear(h, layer.up, layer.up_bias)
             lap("mlp up")
             if arch.mlp == "swiglu":
-                gate, up = u[:, : arch.intermediate_size], u[:, arch.intermediate_size :]
+                columns = self._mlp_columns[layer_index]  # a split MLP's up columns are in its parts' order
+                if columns is None:
+                    gate, up = u[:, : arch.intermediate_size], u[:, arch.intermediate_size :]
+                else:
+                    gate, up = u[:, columns[0]], u[:, columns[1]]
                 act = gate * expit(gate) * up
             else:
                 act = _gelu_tanh(u)
@@ -445,7 +473,7 @@ class NumpyDecoder:
         for layer_index, (layer, blocks) in enumerate(zip(w.layers, self._blocks)):
             h = normed(x)  # gain and bias are folded into layer.qkv
             lap("norms")
-            qkv = matvec(h, blocks["qkv"])
+            qkv = split(h, blocks["qkv"], share, self._after_qkv[layer_index])
             if layer.qkv_bias is not None:
                 qkv += layer.qkv_bias
             lap("qkv")
@@ -471,7 +499,11 @@ class NumpyDecoder:
             parts = self._mlp_parts[layer_index]
             if parts:  # each thread its share of the inner units, from up through down
                 partial = np.empty((len(parts), arch.hidden_size), dtype=np.float32)
-                run([partial_call(_mlp_part, h, *part, partial[i]) for i, part in enumerate(parts)], share)
+                run(
+                    [partial_call(_mlp_part, h, *part, partial[i]) for i, part in enumerate(parts)],
+                    share,
+                    self._after_mlp[layer_index],
+                )
                 x += sum_rows(partial)
                 if layer.down_bias is not None:
                     x += layer.down_bias

@@ -9,6 +9,11 @@ sum in the same order however many threads ran (or whether the helper was schedu
 all): the bytes are the same at any thread count. A helper that the operating system does
 not schedule in time (a busy machine) costs nothing but its share: the caller takes the
 blocks it did not.
+
+A helper that has done its share of a job, and would sleep until the next, first reads the
+weights of the caller's next single-threaded products (a job's ``after``), so that they are
+in the processor's cache when the caller gets there: a 4.5 MB matrix streams at ~27 GB/s
+from the cache on one core against ~15 from memory. Reading changes no result.
 """
 
 from __future__ import annotations
@@ -35,6 +40,13 @@ SPLIT_BYTES = 3 << 20
 BLOCK_BYTES = 16 << 20
 MAX_BLOCKS = 8
 ALIGN = 64  # block edges on whole SIMD widths
+# A product cut in two gives its first block (the caller's: it claims first) this many
+# bytes more than the second (the helper's). The helper starts 30-60 us after the caller
+# (a wake-up across cores), and a caller that finishes first sleeps until the helper is
+# done and then wakes 30-40 us late; a head start of about the helper's delay makes the
+# helper finish first, and the caller goes on without sleeping. The edges still depend on
+# the shape alone.
+HEAD_START_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -48,7 +60,13 @@ class Blocks:
     parts: tuple[tuple[int, int, np.ndarray], ...]
 
 
-def _edges(length: int, n: int) -> list[int]:
+def _edges(length: int, n: int, nbytes: int = 0) -> list[int]:
+    """Block edges over ``range(length)`` for ``n`` blocks of ``nbytes`` in all: equal, but
+    for two blocks the first gets ``HEAD_START_BYTES`` more than the second."""
+    if n == 2:
+        lead = HEAD_START_BYTES * length / nbytes if nbytes else 0.0
+        middle = min(max(round((length + lead) / 2 / ALIGN) * ALIGN, ALIGN), length - ALIGN)
+        return [0, middle, length]
     return [round(length * i / n / ALIGN) * ALIGN for i in range(n)] + [length]
 
 
@@ -66,25 +84,25 @@ def plan_blocks(matrix: np.ndarray, by_inputs: bool | None = None) -> Blocks:
     n -= n % 2
     if n < 2:
         return Blocks(outputs, False, ((0, outputs, matrix),))
-    edges = _edges(length, n)
+    edges = _edges(length, n, matrix.nbytes)
     views = [matrix[a:b] if by_inputs else matrix[:, a:b] for a, b in zip(edges, edges[1:])]
     return Blocks(outputs, by_inputs, tuple((a, b, v) for a, b, v in zip(edges, edges[1:], views)))
 
 
 def split_range(length: int, nbytes: int) -> list[tuple[int, int]]:
-    """``range(length)`` in the two halves a task each takes (edges on ``ALIGN``), or whole
-    when the work streams fewer than ``SPLIT_BYTES``."""
+    """``range(length)`` in the two parts a task each takes (edges on ``ALIGN``, the first
+    ``HEAD_START_BYTES`` larger), or whole when the work streams fewer than ``SPLIT_BYTES``."""
     if nbytes < SPLIT_BYTES or length < 2 * ALIGN:
         return [(0, length)]
-    edges = _edges(length, 2)
+    edges = _edges(length, 2, nbytes)
     return list(zip(edges, edges[1:]))
 
 
 class _Job:
-    __slots__ = ("tasks", "claim", "done")
+    __slots__ = ("tasks", "claim", "done", "after")
 
-    def __init__(self, tasks: list[Callable[[], object]]):
-        self.tasks = tasks
+    def __init__(self, tasks: list[Callable[[], object]], after: Callable[[], object] | None = None):
+        self.tasks, self.after = tasks, after
         self.claim, self.done = count(), count()  # next() on a count is atomic under the GIL
 
 
@@ -119,8 +137,12 @@ def _serve(channel: _Channel) -> None:
         if not channel.open:
             return
         job = channel.job
-        if job is not None and _run(job) == len(job.tasks) - 1:
-            channel.finished.release()
+        if job is not None:
+            last = _run(job)
+            if last == len(job.tasks) - 1:
+                channel.finished.release()
+            if last >= 0 and job.after is not None:
+                job.after()
         job = None  # hold no weights while asleep
 
 
@@ -144,16 +166,17 @@ class SplitProducts:
             self.thread.start()
             weakref.finalize(self, _close, channel)
 
-    def run(self, tasks: list[Callable[[], object]], share: bool) -> None:
+    def run(self, tasks: list[Callable[[], object]], share: bool, after: Callable[[], object] | None = None) -> None:
         """Run every task once; ``share``: with the helper's help. Tasks must write to
-        places of their own."""
+        places of their own. ``after``: what the helper runs when it has done its tasks
+        (a :class:`Prefetch`), while the caller goes on; it must change no result."""
         if len(tasks) == 1 or not (share and self.helper) or not self._busy.acquire(blocking=False):
             for task in tasks:
                 task()
             return
         channel = self._channel
         try:
-            job = channel.job = _Job(tasks)
+            job = channel.job = _Job(tasks, after)
             if channel.wake.locked():  # else the helper has not yet woken for an earlier call: it will see this job
                 channel.wake.release()
             if _run(job) != len(tasks) - 1:  # the helper completes the last task: wait for it
@@ -162,18 +185,46 @@ class SplitProducts:
             channel.job = None
             self._busy.release()
 
-    def matvec(self, x: np.ndarray, blocks: Blocks, share: bool) -> np.ndarray:
-        """``x @ matrix`` as a new array; ``share``: with the helper's help."""
+    def matvec(self, x: np.ndarray, blocks: Blocks, share: bool, after: Callable[[], object] | None = None) -> np.ndarray:
+        """``x @ matrix`` as a new array; ``share``: with the helper's help (``after``: see
+        :meth:`run`)."""
         parts = blocks.parts
         if len(parts) == 1:
             return x @ parts[0][2]
         if blocks.by_inputs:
             partial = np.empty((len(parts), blocks.outputs), dtype=np.float32)
-            self.run([functools.partial(np.matmul, x[a:b], w, out=partial[i]) for i, (a, b, w) in enumerate(parts)], share)
+            self.run([functools.partial(np.matmul, x[a:b], w, out=partial[i]) for i, (a, b, w) in enumerate(parts)], share, after)
             return sum_rows(partial)
         out = np.empty(blocks.outputs, dtype=np.float32)
-        self.run([functools.partial(np.matmul, x, w, out=out[a:b]) for a, b, w in parts], share)
+        self.run([functools.partial(np.matmul, x, w, out=out[a:b]) for a, b, w in parts], share, after)
         return out
+
+
+class Prefetch:
+    """Reads matrices into the processor's cache: a matrix-vector product of each, with the
+    interpreter lock released, into a scratch vector of its own (one per object: only the
+    helper thread calls it)."""
+
+    def __init__(self, matrices: list[np.ndarray]):
+        self.matrices = matrices
+        self._ones = np.ones(max(m.shape[0] for m in matrices), dtype=np.float32)
+        self._scratch = np.empty(max(m.shape[1] for m in matrices), dtype=np.float32)
+
+    def __call__(self) -> None:
+        for m in self.matrices:
+            np.matmul(self._ones[: m.shape[0]], m, out=self._scratch[: m.shape[1]])
+
+
+def prefetches(products: list[tuple[np.ndarray, Blocks]]) -> Prefetch | None:
+    """What a helper reads after a split job: of the caller's next ``products`` (matrix and
+    its blocks, in the order the caller runs them), those it runs alone, up to the first it
+    shares (the helper is busy with that one). None: nothing to read."""
+    alone = []
+    for matrix, blocks in products:
+        if len(blocks.parts) > 1:
+            break
+        alone.append(matrix)
+    return Prefetch(alone) if alone else None
 
 
 def sum_rows(partial: np.ndarray) -> np.ndarray:
