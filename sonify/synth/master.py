@@ -22,6 +22,11 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
 from scipy.signal import firwin, resample_poly, sosfilt, tf2sos
 
+try:  # the kernel behind scipy's sosfilt, which runs in place (sosfilt copies its input first)
+    from scipy.signal._sosfilt import _sosfilt
+except ImportError:  # pragma: no cover - a scipy without it: the public function
+    _sosfilt = None
+
 
 def _k_weighting(sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
     """The BS.1770 K-weighting (high shelf then high pass) as one 4th-order filter."""
@@ -49,36 +54,62 @@ class LoudnessMeter:
         b, a = _k_weighting(sample_rate)
         # Second-order sections keep float32 accurate (the high pass sits close to z = 1).
         self.sos = tf2sos(b, a).astype(np.float32)
-        self.state = np.zeros((self.sos.shape[0], 2, channels), dtype=np.float32)
+        self.state = np.zeros((channels, self.sos.shape[0], 2), dtype=np.float32)  # per channel, per section
         self.step = int(round(0.1 * sample_rate))
         # Per 100 ms: the sum of squares per channel (the first ``count`` rows; grown by doubling).
         self._steps = np.zeros((64, channels))
         self.count = 0
         self.partial = np.zeros(channels)
         self.filled = 0
+        # Kept from block to block (fresh megabytes each block cost a page fault every 4 kB):
+        # the weighted block and its squares, channels as rows.
+        self._weighted = np.empty(0, dtype=np.float32)
+        self._squares = np.empty(0)
+
+    def _buffers(self, channels: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
+        """The kept (channels, frames) buffers for the weighted block and its squares."""
+        if self._weighted.size < channels * frames:
+            self._weighted = np.empty(channels * frames, dtype=np.float32)
+            self._squares = np.empty(channels * frames)
+        return (
+            self._weighted[: channels * frames].reshape(channels, frames),
+            self._squares[: channels * frames].reshape(channels, frames),
+        )
 
     def process(self, block: np.ndarray) -> None:
         block = np.asarray(block, dtype=np.float32)
         if block.ndim == 1:
             block = block[:, None]
-        weighted, self.state = sosfilt(self.sos, block, axis=0, zi=self.state)
-        squares = np.square(weighted, dtype=np.float64)
+        frames, channels = block.shape
+        weighted, squares = self._buffers(channels, frames)
+        # Channels as rows: each filtered along contiguous memory (the engine's blocks are
+        # (frames, 2) views of (2, frames) arrays, so this copy reads them in order).
+        np.copyto(weighted, block.T)
+        if _sosfilt is not None:
+            _sosfilt(self.sos, weighted, self.state)  # in place, the state too
+        else:
+            out, state = sosfilt(self.sos, weighted, axis=-1, zi=self.state.transpose(1, 0, 2))
+            weighted[...], self.state = out, np.ascontiguousarray(state.transpose(1, 0, 2))
+        np.square(weighted, dtype=np.float64, out=squares)
+        # Each sum runs along contiguous memory: numpy's pairwise summation, the same sums
+        # (bit for bit) as over the (frames, channels) layout's steps.
         at = 0
         if self.filled:
-            take = min(self.step - self.filled, squares.shape[0])
-            self.partial += squares[:take].sum(axis=0)
+            take = min(self.step - self.filled, frames)
+            self.partial += squares[:, :take].sum(axis=1)
             self.filled += take
             at = take
             if self.filled == self.step:
                 self._append(self.partial[None, :])
                 self.partial, self.filled = np.zeros_like(self.partial), 0
-        whole = (squares.shape[0] - at) // self.step
+        whole = (frames - at) // self.step
         if whole:
-            self._append(squares[at : at + whole * self.step].reshape(whole, self.step, -1).sum(axis=1))
+            sums = squares[:, at : at + whole * self.step].reshape(channels, whole, self.step).sum(axis=2)
+            self._append(sums.T)
             at += whole * self.step
-        if at < squares.shape[0]:
-            self.partial += squares[at:].sum(axis=0)
-            self.filled += squares.shape[0] - at
+        if at < frames:
+            self.partial += squares[:, at:].sum(axis=1)
+            self.filled += frames - at
 
     def _append(self, rows: np.ndarray) -> None:
         if self.count + rows.shape[0] > self._steps.shape[0]:
@@ -104,6 +135,7 @@ class LoudnessMeter:
         count, state, partial, filled = mark
         meter = LoudnessMeter.__new__(LoudnessMeter)
         meter.sos, meter.step = self.sos, self.step
+        meter._weighted, meter._squares = np.empty(0, dtype=np.float32), np.empty(0)
         meter.state = (state * np.float32(gain)).astype(np.float32)
         meter._steps = self._steps[: max(count, 64)] * (gain * gain)
         meter.count, meter.partial, meter.filled = count, partial * (gain * gain), filled
