@@ -194,20 +194,24 @@ class SynthEngine:
         (for analysis; a voice with no note in the block may be missing)."""
         return self._voices(frames)
 
-    def blocks(self, total: int, size: int = 65536) -> Iterator[np.ndarray]:
+    def blocks(self, total: int, size: int = 65536, into: np.ndarray | None = None) -> Iterator[np.ndarray]:
         """The next ``total`` samples in blocks of ``size``, the same samples ``process``
         gives; the notes of the next block render in a worker thread while the effects
-        of this one run, so an offline render uses two cores."""
+        of this one run, so an offline render uses two cores. ``into``: a (2, total)
+        float32 array the blocks are made in (each block a view of it), for a caller that
+        keeps them all: one allocation instead of a fresh one, page by page, per block."""
         sizes = [min(size, total - start) for start in range(0, total, size)]
         if not sizes:
             return
         with ThreadPoolExecutor(1, thread_name_prefix="sonify-voices") as ahead:
             future = ahead.submit(self._voices, sizes[0])
+            done = 0
             for k, frames in enumerate(sizes):
                 buses = future.result()
                 if k + 1 < len(sizes):
                     future = ahead.submit(self._voices, sizes[k + 1])
-                yield self._effects(buses, frames)
+                yield self._effects(buses, frames, None if into is None else into[:, done : done + frames])
+                done += frames
 
     def _voices(self, frames: int) -> dict[str, np.ndarray]:
         """Each voice's notes summed into one mono bus (level applied) for the next block."""
@@ -245,14 +249,15 @@ class SynthEngine:
             self.bus_filters[name] = (b, a, state)
         return buses
 
-    def _effects(self, buses: dict[str, np.ndarray], frames: int) -> np.ndarray:
+    def _effects(self, buses: dict[str, np.ndarray], frames: int, dry: np.ndarray | None = None) -> np.ndarray:
         """Pan and send each voice's bus, run the echo, reverb and master tone: (frames, 2).
 
         The pan, the sends and the echo run over SUB frames at a time, every voice through
         one piece before the next, so their buffers stay in the core's cache instead of
         streaming each block's megabytes through memory once per voice and gain; every sample
-        gets the same operations in the same order as over the whole block."""
-        dry = np.empty((2, frames), dtype=np.float32)
+        gets the same operations in the same order as over the whole block. ``dry``: the
+        (2, frames) array to make the block in."""
+        dry = np.empty((2, frames), dtype=np.float32) if dry is None else dry
         if self._sends.shape[1] < frames:
             # Kept from block to block: fresh 1 MB temporaries cost a page fault every 4 kB.
             self._sends = np.empty((2, frames), dtype=np.float32)

@@ -412,16 +412,32 @@ class BlockSink(Protocol):
 
 
 class Collect:
-    """A sink that keeps the piece in memory, for callers that want the whole array."""
+    """A sink that keeps the piece in memory, for callers that want the whole array.
 
-    def __init__(self, channels: int = 2) -> None:
+    Given the piece's length (``frames``), each block is copied into one array made for the
+    whole piece as it comes: the blocks themselves are let go (the limiter's next block then
+    reuses their memory instead of faulting in fresh pages) and ``audio`` joins nothing."""
+
+    def __init__(self, channels: int = 2, frames: int | None = None) -> None:
         self.channels = channels
+        self.frames = frames
         self.blocks: list[np.ndarray] = []
+        self._whole: np.ndarray | None = None
+        self._filled = 0
 
     def begin(self) -> None:
-        self.blocks = []
+        self.blocks, self._filled = [], 0
+        if self.frames is not None and self._whole is None:
+            self._whole = np.empty((self.frames, self.channels), dtype=np.float32)
 
     def write(self, block: np.ndarray) -> None:
+        n = block.shape[0]
+        if self._whole is not None and not self.blocks and self._filled + n <= self._whole.shape[0]:
+            self._whole[self._filled : self._filled + n] = block
+            self._filled += n
+            return
+        if self._whole is not None and not self.blocks and self._filled:  # longer than said: keep blocks from here
+            self.blocks.append(self._whole[: self._filled].copy())
         self.blocks.append(block)
 
     def end(self) -> None:
@@ -429,6 +445,8 @@ class Collect:
 
     def audio(self) -> np.ndarray:
         """The piece as one (frames, channels) float32 array."""
+        if self._whole is not None and not self.blocks:
+            return self._whole if self._filled == self._whole.shape[0] else self._whole[: self._filled]
         if not self.blocks:
             return np.zeros((0, self.channels), dtype=np.float32)
         return np.concatenate(self.blocks).astype(np.float32, copy=False)
@@ -550,7 +568,7 @@ def master(audio: np.ndarray, sample_rate: int, loudness: float, ceiling_db: flo
     """``audio`` (frames, channels) normalised to ``loudness`` LUFS with its true peak limited
     to ``ceiling_db``: ``master_passes`` over an array already in memory."""
     audio = np.asarray(audio, dtype=np.float32)
-    keep = Collect(audio.shape[1])
+    keep = Collect(audio.shape[1], audio.shape[0])
     master_passes(
         lambda: (audio[i : i + MASTER_BLOCK] for i in range(0, audio.shape[0], MASTER_BLOCK)),
         sample_rate, loudness, ceiling_db, [keep], audio.shape[1],
