@@ -69,28 +69,39 @@ class Reverb:
         self.reset()
 
     def reset(self) -> None:
-        longest = max(self.lengths)
+        self.longest = longest = max(self.lengths)
         self.ahead = np.zeros((len(self.lengths) + 1, longest + 8 * self.chunk), dtype=np.float32)
+        self._mixed = np.empty((len(self.lengths) + 2) * self.chunk, dtype=np.float32)  # one chunk's product
         self.at = 0  # the column of the next sample
         self.filter_state = np.zeros(1, dtype=np.float32)
 
-    def process(self, block: np.ndarray) -> np.ndarray:
+    def process(self, block: np.ndarray, add_to: np.ndarray | None = None, scale: np.float32 | None = None) -> np.ndarray:
+        """The reverb of ``block``, (2, frames); with ``add_to``, that times ``scale`` is added
+        into ``add_to`` (2, frames) instead, chunk by chunk while it is in the cache, and
+        ``add_to`` is returned."""
         mono, self.filter_state = lfilter(self.b, self.a, block, zi=self.filter_state)
-        out = np.empty((2, block.size), dtype=np.float32)
+        out = np.empty((2, block.size), dtype=np.float32) if add_to is None else add_to
         for start in range(0, block.size, self.chunk):
             stop = min(start + self.chunk, block.size)
-            out[:, start:stop] = self._chunk(mono[start:stop])
+            taps = self._chunk(mono[start:stop])
+            if add_to is None:
+                out[:, start:stop] = taps
+                continue
+            if scale is not None:
+                taps *= scale
+            out[:, start:stop] += taps
         return out
 
     def _chunk(self, x: np.ndarray) -> np.ndarray:
-        m, n, ahead = x.size, len(self.lengths), self.ahead
+        """The two output taps for the chunk ``x`` (a view of a buffer the next chunk reuses)."""
+        m, n, ahead, longest = x.size, len(self.lengths), self.ahead, self.longest
         p = self.at
-        longest = max(self.lengths)
         if p + longest + m > ahead.shape[1]:
             ahead[:n, :longest] = ahead[:n, p : p + longest]
             p = 0
         ahead[n, p : p + m] = x
-        mixed = self.matrix @ ahead[:, p : p + m]
+        mixed = self._mixed[: (n + 2) * m].reshape(n + 2, m)
+        np.matmul(self.matrix, ahead[:, p : p + m], out=mixed)
         for line, length in enumerate(self.lengths):
             ahead[line, p + length : p + length + m] = mixed[line]
         self.at = p + m
@@ -109,8 +120,9 @@ class Echo:
         self.buffer = np.zeros((2, self.length), dtype=np.float32)
         self.position = 0
 
-    def process(self, block: np.ndarray) -> np.ndarray:
-        out = np.empty((2, block.size), dtype=np.float32)
+    def process(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The echoes of ``block``, (2, frames), into ``out`` when given."""
+        out = np.empty((2, block.size), dtype=np.float32) if out is None else out
         for start in range(0, block.size, self.length):
             stop = min(start + self.length, block.size)
             delayed = _read(self.buffer, self.position, stop - start)

@@ -22,6 +22,11 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
 from scipy.signal import firwin, resample_poly, sosfilt, tf2sos
 
+try:  # the kernel behind scipy's sosfilt, which runs in place (sosfilt copies its input first)
+    from scipy.signal._sosfilt import _sosfilt
+except ImportError:  # pragma: no cover - a scipy without it: the public function
+    _sosfilt = None
+
 
 def _k_weighting(sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
     """The BS.1770 K-weighting (high shelf then high pass) as one 4th-order filter."""
@@ -49,36 +54,62 @@ class LoudnessMeter:
         b, a = _k_weighting(sample_rate)
         # Second-order sections keep float32 accurate (the high pass sits close to z = 1).
         self.sos = tf2sos(b, a).astype(np.float32)
-        self.state = np.zeros((self.sos.shape[0], 2, channels), dtype=np.float32)
+        self.state = np.zeros((channels, self.sos.shape[0], 2), dtype=np.float32)  # per channel, per section
         self.step = int(round(0.1 * sample_rate))
         # Per 100 ms: the sum of squares per channel (the first ``count`` rows; grown by doubling).
         self._steps = np.zeros((64, channels))
         self.count = 0
         self.partial = np.zeros(channels)
         self.filled = 0
+        # Kept from block to block (fresh megabytes each block cost a page fault every 4 kB):
+        # the weighted block and its squares, channels as rows.
+        self._weighted = np.empty(0, dtype=np.float32)
+        self._squares = np.empty(0)
+
+    def _buffers(self, channels: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
+        """The kept (channels, frames) buffers for the weighted block and its squares."""
+        if self._weighted.size < channels * frames:
+            self._weighted = np.empty(channels * frames, dtype=np.float32)
+            self._squares = np.empty(channels * frames)
+        return (
+            self._weighted[: channels * frames].reshape(channels, frames),
+            self._squares[: channels * frames].reshape(channels, frames),
+        )
 
     def process(self, block: np.ndarray) -> None:
         block = np.asarray(block, dtype=np.float32)
         if block.ndim == 1:
             block = block[:, None]
-        weighted, self.state = sosfilt(self.sos, block, axis=0, zi=self.state)
-        squares = np.square(weighted, dtype=np.float64)
+        frames, channels = block.shape
+        weighted, squares = self._buffers(channels, frames)
+        # Channels as rows: each filtered along contiguous memory (the engine's blocks are
+        # (frames, 2) views of (2, frames) arrays, so this copy reads them in order).
+        np.copyto(weighted, block.T)
+        if _sosfilt is not None:
+            _sosfilt(self.sos, weighted, self.state)  # in place, the state too
+        else:
+            out, state = sosfilt(self.sos, weighted, axis=-1, zi=self.state.transpose(1, 0, 2))
+            weighted[...], self.state = out, np.ascontiguousarray(state.transpose(1, 0, 2))
+        np.square(weighted, dtype=np.float64, out=squares)
+        # Each sum runs along contiguous memory: numpy's pairwise summation, the same sums
+        # (bit for bit) as over the (frames, channels) layout's steps.
         at = 0
         if self.filled:
-            take = min(self.step - self.filled, squares.shape[0])
-            self.partial += squares[:take].sum(axis=0)
+            take = min(self.step - self.filled, frames)
+            self.partial += squares[:, :take].sum(axis=1)
             self.filled += take
             at = take
             if self.filled == self.step:
                 self._append(self.partial[None, :])
                 self.partial, self.filled = np.zeros_like(self.partial), 0
-        whole = (squares.shape[0] - at) // self.step
+        whole = (frames - at) // self.step
         if whole:
-            self._append(squares[at : at + whole * self.step].reshape(whole, self.step, -1).sum(axis=1))
+            sums = squares[:, at : at + whole * self.step].reshape(channels, whole, self.step).sum(axis=2)
+            self._append(sums.T)
             at += whole * self.step
-        if at < squares.shape[0]:
-            self.partial += squares[at:].sum(axis=0)
-            self.filled += squares.shape[0] - at
+        if at < frames:
+            self.partial += squares[:, at:].sum(axis=1)
+            self.filled += frames - at
 
     def _append(self, rows: np.ndarray) -> None:
         if self.count + rows.shape[0] > self._steps.shape[0]:
@@ -104,6 +135,7 @@ class LoudnessMeter:
         count, state, partial, filled = mark
         meter = LoudnessMeter.__new__(LoudnessMeter)
         meter.sos, meter.step = self.sos, self.step
+        meter._weighted, meter._squares = np.empty(0, dtype=np.float32), np.empty(0)
         meter.state = (state * np.float32(gain)).astype(np.float32)
         meter._steps = self._steps[: max(count, 64)] * (gain * gain)
         meter.count, meter.partial, meter.filled = count, partial * (gain * gain), filled
@@ -212,6 +244,14 @@ class Limiter:
         taps = firwin(self.OVERSAMPLE * 2 * self.lag + 1, 1.0 / self.OVERSAMPLE) * self.OVERSAMPLE
         taps = np.concatenate([taps, np.zeros(self.OVERSAMPLE * self.TAPS_PER_PHASE - taps.size)])
         self.interpolator = taps.reshape(-1, self.OVERSAMPLE).T[1:]  # phases 1..3: (3, taps per phase)
+        # For the quick check: the 48 samples that 16 consecutive windows read -> their
+        # phases 1..3, (48, 16 * 3); entry [i, 3 r + p] weighs sample i for the window ending
+        # at r + 32 (the window's last sample meets the interpolator's first tap).
+        width, fine = self.TAPS_PER_PHASE, 16
+        band = np.zeros((fine + width - 1, fine, 3))
+        for r in range(fine):
+            band[r : r + width, r, :] = self.interpolator[:, ::-1].T
+        self._band = band.reshape(fine + width - 1, fine * 3)
         self.channels = channels
         self.reset()
 
@@ -262,10 +302,29 @@ class Limiter:
         groups = np.flatnonzero(near[:-4])
         if groups.size * fine > m // 4:
             return False
-        ends = (groups[:, None] * fine + np.arange(fine)[None, :]).ravel()
-        ends = ends[(ends >= width - 1) & (ends < region.shape[0])]
-        views = sliding_window_view(region, width, axis=0)  # view k holds region[k : k + width]
-        return bool(self._between(views, ends - width + 1).max() <= margin)
+        return bool(self._groups_peak(region, groups) <= margin)
+
+    def _groups_peak(self, region: np.ndarray, groups: np.ndarray) -> float:
+        """The largest magnitude between samples (phases 1..3) of the windows of ``region``
+        that end in the given groups of 16 samples (ends from TAPS_PER_PHASE - 1 on): what
+        ``_between`` gives for them, up to float64 rounding (``_clear`` leaves a margin).
+
+        A group's 16 windows read 48 samples; one product of those with a banded matrix
+        (48 samples -> 16 ends x 3 phases) gives them all, both channels as rows, 4096
+        groups at a time: a ninth of the memory of gathering every window."""
+        band, fine = self._band, 16
+        span = band.shape[0]  # 16 + TAPS_PER_PHASE - 1
+        lead = span - fine
+        peak = 0.0
+        for at in range(0, groups.size, 4096):
+            first = groups[at : at + 4096] * fine - lead  # each group's first sample
+            index = np.clip(first[:, None] + np.arange(span)[None, :], 0, region.shape[0] - 1)
+            rows = region[index].transpose(0, 2, 1).astype(np.float64)  # (groups, channels, span)
+            values = np.abs(rows.reshape(-1, span) @ band).reshape(first.size, -1, fine, 3)
+            ends = first[:, None] + lead + np.arange(fine)[None, :]
+            values *= ((ends >= lead) & (ends < region.shape[0]))[:, None, :, None]  # windows that exist
+            peak = max(peak, float(values.max()))
+        return peak
 
     def _needed_gain(self, context: np.ndarray, m: int) -> np.ndarray | None:
         """The gain each of the last ``m`` samples of ``context``, LAG samples back, may have:
@@ -353,16 +412,32 @@ class BlockSink(Protocol):
 
 
 class Collect:
-    """A sink that keeps the piece in memory, for callers that want the whole array."""
+    """A sink that keeps the piece in memory, for callers that want the whole array.
 
-    def __init__(self, channels: int = 2) -> None:
+    Given the piece's length (``frames``), each block is copied into one array made for the
+    whole piece as it comes: the blocks themselves are let go (the limiter's next block then
+    reuses their memory instead of faulting in fresh pages) and ``audio`` joins nothing."""
+
+    def __init__(self, channels: int = 2, frames: int | None = None) -> None:
         self.channels = channels
+        self.frames = frames
         self.blocks: list[np.ndarray] = []
+        self._whole: np.ndarray | None = None
+        self._filled = 0
 
     def begin(self) -> None:
-        self.blocks = []
+        self.blocks, self._filled = [], 0
+        if self.frames is not None and self._whole is None:
+            self._whole = np.empty((self.frames, self.channels), dtype=np.float32)
 
     def write(self, block: np.ndarray) -> None:
+        n = block.shape[0]
+        if self._whole is not None and not self.blocks and self._filled + n <= self._whole.shape[0]:
+            self._whole[self._filled : self._filled + n] = block
+            self._filled += n
+            return
+        if self._whole is not None and not self.blocks and self._filled:  # longer than said: keep blocks from here
+            self.blocks.append(self._whole[: self._filled].copy())
         self.blocks.append(block)
 
     def end(self) -> None:
@@ -370,6 +445,8 @@ class Collect:
 
     def audio(self) -> np.ndarray:
         """The piece as one (frames, channels) float32 array."""
+        if self._whole is not None and not self.blocks:
+            return self._whole if self._filled == self._whole.shape[0] else self._whole[: self._filled]
         if not self.blocks:
             return np.zeros((0, self.channels), dtype=np.float32)
         return np.concatenate(self.blocks).astype(np.float32, copy=False)
@@ -491,7 +568,7 @@ def master(audio: np.ndarray, sample_rate: int, loudness: float, ceiling_db: flo
     """``audio`` (frames, channels) normalised to ``loudness`` LUFS with its true peak limited
     to ``ceiling_db``: ``master_passes`` over an array already in memory."""
     audio = np.asarray(audio, dtype=np.float32)
-    keep = Collect(audio.shape[1])
+    keep = Collect(audio.shape[1], audio.shape[0])
     master_passes(
         lambda: (audio[i : i + MASTER_BLOCK] for i in range(0, audio.shape[0], MASTER_BLOCK)),
         sample_rate, loudness, ceiling_db, [keep], audio.shape[1],

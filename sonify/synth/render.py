@@ -36,7 +36,21 @@ def render_to(
     same samples, half the work). ``progress`` goes from 0 to 0.5 over the first pass, to 1
     over the last."""
     first = SynthEngine.for_score(score, settings, sample_rate)
-    total = first.length_for(score.end)
+    return _render(first, score, settings, sinks, sample_rate, progress, keep_bytes)
+
+
+def _render(
+    engine: SynthEngine,
+    score: Score,
+    settings: Synth,
+    sinks: Sequence[BlockSink],
+    sample_rate: int | None,
+    progress: Callable[[float], None] | None,
+    keep_bytes: int,
+) -> int:
+    """``render_to`` with the first pass's engine made (``SynthEngine.for_score``)."""
+    total, rate = engine.length_for(score.end), engine.sample_rate
+    first: SynthEngine | None = engine  # for the first pass; a later one that is not kept makes its own
     kept: list[np.ndarray] | None = [] if total * 2 * 4 <= keep_bytes else None
     passes = 0
 
@@ -46,23 +60,27 @@ def render_to(
         if passes > 1 and kept is not None:
             blocks: Iterable[np.ndarray] = kept
         else:
-            engine = first if first is not None else SynthEngine.for_score(score, settings, sample_rate)
-            first, blocks = None, engine.blocks(total, BLOCK)
+            playing = first if first is not None else SynthEngine.for_score(score, settings, sample_rate)
+            # A kept mix is made in one array (numpy asks for huge pages for one this large).
+            into = np.empty((2, total), dtype=np.float32) if kept is not None else None
+            first, blocks = None, playing.blocks(total, BLOCK, into)
         done = 0
         for count, block in enumerate(blocks, 1):
             if passes == 1 and kept is not None:
                 kept.append(block)
             yield block
             done += block.shape[0]
-            if count % TRIM_EVERY == 0:
+            if kept is None and count % TRIM_EVERY == 0:
                 # The blocks' freed temporaries: else the heap creeps up over a long piece. Not
                 # after every block: each trim makes the next blocks fault their pages in again
-                # (a third of a short piece's render time, trimmed after every block).
+                # (a third of a short piece's render time, trimmed after every block). Not for
+                # a kept piece: it is short, and held whole anyway (2-3 thousand page faults
+                # fewer for a minute's piece).
                 heap.release()
             if progress is not None:
                 progress(start + 0.5 * done / total)
 
-    master_passes(mix, first.sample_rate, settings.loudness, settings.ceiling, sinks)
+    master_passes(mix, rate, settings.loudness, settings.ceiling, sinks)
     return total
 
 
@@ -76,8 +94,9 @@ def render_audio(
     """Render ``score`` to one (frames, 2) float32 array (``render_to`` into memory: for
     short pieces and analysis). ``finish`` False: the raw mix, before the master chain."""
     if finish:
-        keep = Collect()
-        render_to(score, settings, [keep], sample_rate, progress)
+        first = SynthEngine.for_score(score, settings, sample_rate)
+        keep = Collect(frames=first.length_for(score.end))  # the piece's array, filled as it comes
+        _render(first, score, settings, [keep], sample_rate, progress, KEEP_BYTES)
         return keep.audio()
     engine = SynthEngine.for_score(score, settings, sample_rate)
     total = engine.length_for(score.end)
