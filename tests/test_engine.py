@@ -129,30 +129,6 @@ def test_phase_clock_times_every_phase_of_a_decoding_step(llama):
     assert list(Engine(model).generate("Shall I", max_tokens=3, sampler=greedy, stop_at_eos=False)) == frames  # same results
 
 
-def test_split_products_give_the_same_bytes_with_or_without_the_helper_which_ends_with_them():
-    import gc
-
-    from sonify.model.backends.split import SplitProducts, plan_blocks
-
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal(1024, dtype=np.float32)
-    wide = rng.standard_normal((1024, 1024), dtype=np.float32)  # 4 MB: cut over its inputs
-    head = rng.standard_normal((1024, 5000), dtype=np.float32)  # 20 MB, as a head: cut over its outputs
-    plans = [plan_blocks(wide), plan_blocks(head, by_inputs=False)]
-    assert [(len(p.parts), p.by_inputs) for p in plans] == [(2, True), (2, False)]
-    alone, shared = SplitProducts(helper=False), SplitProducts(helper=True)
-    for plan, matrix in zip(plans, (wide, head)):
-        expected = alone.matvec(x, plan, share=False)
-        assert all(shared.matvec(x, plan, share=True).tobytes() == expected.tobytes() for _ in range(50))
-        np.testing.assert_allclose(expected, x @ matrix, rtol=1e-4, atol=1e-3)
-    helper = shared.thread
-    assert helper.is_alive()
-    del shared
-    gc.collect()
-    helper.join(timeout=5)
-    assert not helper.is_alive()
-
-
 def _trace_lines(folder, threads: int | None, tmp_path) -> list[str] | None:
     """The Frames' lines of a trace of reading LONG and of generating, with the model
     loaded at ``threads`` BLAS threads (the returned None: BLAS runs fewer here)."""
@@ -194,3 +170,27 @@ def test_the_same_trace_bytes_at_blas_s_own_thread_count_and_at_explicit_one_or_
     if two is None:
         pytest.skip("BLAS runs one thread here")
     assert one == two
+
+
+def test_split_products_give_the_same_bytes_with_or_without_the_helper_which_ends_with_them():
+    import gc
+
+    from sonify.model.backends.split import SplitProducts, plan_blocks
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(1024, dtype=np.float32)
+    wide = rng.standard_normal((1024, 1024), dtype=np.float32)  # 4 MB: cut over its inputs
+    head = rng.standard_normal((1024, 5000), dtype=np.float32)  # 20 MB, as a head: cut over its outputs
+    plans = [plan_blocks(wide), plan_blocks(head, by_inputs=False)]
+    assert [(len(p.parts), p.by_inputs) for p in plans] == [(2, True), (2, False)]
+    alone, shared = SplitProducts(helper=False), SplitProducts(helper=True)
+    for plan, matrix in zip(plans, (wide, head)):
+        expected = alone.matvec(x, plan, share=False)
+        assert all(shared.matvec(x, plan, share=True).tobytes() == expected.tobytes() for _ in range(50))
+        np.testing.assert_allclose(expected, x @ matrix, rtol=1e-4, atol=1e-3)
+    helper = shared.thread
+    assert helper.is_alive()
+    del shared
+    gc.collect()
+    helper.join(timeout=5)
+    assert not helper.is_alive()

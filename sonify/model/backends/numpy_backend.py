@@ -21,7 +21,7 @@ from ..families.common import Architecture, DecoderWeights
 from ..profile import no_clock
 from ..telemetry import attention_summaries
 from .base import DecoderOutput, causal_mask, rope_tables
-from .split import ALIGN, Blocks, SplitProducts, plan_blocks, split_range, sum_rows
+from .split import Blocks, SplitProducts, plan_blocks, split_range, sum_rows
 
 
 class KVCache:
@@ -178,6 +178,7 @@ def _linear(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray
 # hand-over (~100-150 us on a busy 2-core machine) costs what sharing saves: measured on
 # 64 tokens through the default model, its 256x256 and 256x512 matrices ran slower shared.
 COLUMN_SPLIT_MACS = 1 << 24
+COLUMN_ALIGN = 64  # block edges on whole SIMD widths (as split.ALIGN)
 
 
 class StepThreads:
@@ -233,11 +234,11 @@ class NumpyDecoder:
         _fold_into_matrices(arch, weights)
         self.clock = no_clock  # a PhaseClock to profile (see sonify.model.profile)
         self.step_threads = StepThreads()
-        # A step's large products run in fixed column blocks, a call's rows in fixed row
-        # blocks, on the caller and (where BLAS was given 2+ threads) a helper (see
-        # split.py); the blocks, not the threads, decide the sums.
+        # A step's large products, and a call's of several tokens, run in fixed column
+        # blocks on the caller and (where BLAS was given 2+ threads) a helper (see split.py
+        # and _linear_split); the blocks, not the threads, decide the sums.
         self._split = SplitProducts(helper=(os.cpu_count() or 1) > 1)
-        self._share = False  # whether this call's products use the helper: BLAS was given 2+ threads
+        self._share = False  # whether this step's products use the helper: BLAS was given 2+ threads
         self._blocks = [
             {name: plan_blocks(getattr(layer, name)) for name in ("qkv", "out", "up", "down")} for layer in weights.layers
         ]
@@ -275,7 +276,7 @@ class NumpyDecoder:
         one single-threaded BLAS call that the caller or the helper takes. The blocks depend
         on the shapes alone, so a column's sum is the same whichever thread made it."""
         n, outputs = x.shape[0], w.shape[1]
-        edge = round(outputs / 2 / ALIGN) * ALIGN
+        edge = round(outputs / 2 / COLUMN_ALIGN) * COLUMN_ALIGN
         if n * w.shape[0] * outputs < COLUMN_SPLIT_MACS or not 0 < edge < outputs:
             return _linear(x, w, bias)
         y = np.empty((n, outputs), dtype=np.float32)
