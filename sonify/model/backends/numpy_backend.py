@@ -192,10 +192,10 @@ class StepThreads:
     the caller and a helper take in turn (see :mod:`.split`), and a call of several tokens
     cuts its large products in fixed column blocks the same way (see
     ``NumpyDecoder._linear_split``); a late helper costs only its share. One thread also
-    suits a step: its products stream
-    each weight once and do little arithmetic per byte, and on a 2-core machine with other
-    work running a second BLAS thread is often descheduled and every product waits for
-    it (measured on the default model, 84 tokens/s with two threads against 384 with one).
+    suits a step: its products stream each weight once and do little arithmetic per byte,
+    and on a 2-core machine with other work running a second BLAS thread is often
+    descheduled and every product waits for it (measured on the default model, 84
+    tokens/s with two threads against 384 with one).
     """
 
     def __init__(self) -> None:
