@@ -129,6 +129,49 @@ def test_phase_clock_times_every_phase_of_a_decoding_step(llama):
     assert list(Engine(model).generate("Shall I", max_tokens=3, sampler=greedy, stop_at_eos=False)) == frames  # same results
 
 
+def _trace_lines(folder, threads: int | None, tmp_path) -> list[str] | None:
+    """The Frames' lines of a trace of reading LONG and of generating, with the model
+    loaded at ``threads`` BLAS threads (the returned None: BLAS runs fewer here)."""
+    from threadpoolctl import threadpool_info
+
+    from sonify import Trace
+
+    model = load_model(folder, threads=threads)
+    if max(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas") < (threads or 1):
+        return None
+    engine = Engine(model)
+    settings = SamplerSettings(temperature=0.9, top_k=20)
+    lines = []
+    for mode, frames in (
+        ("read", engine.read(LONG)),  # 64-token chunks, then a shorter last one
+        ("generate", engine.generate(TEXT[:80], max_tokens=20, sampler=settings, seed=5, stop_at_eos=False)),
+    ):
+        path = Trace(engine.header(mode), list(frames)).write(tmp_path / f"{mode}-{threads}.jsonl")
+        lines += path.read_text(encoding="utf-8").splitlines()[1:]  # the header records the thread count
+    return lines
+
+
+@pytest.mark.parametrize("name", ["default", "gpt2-split"])
+def test_the_same_trace_bytes_at_blas_s_own_thread_count_and_at_explicit_one_or_two(checkpoint_dir, name, tmp_path):
+    """``load_model(threads=N)`` (``--threads N``) must not change a trace's last digits, nor
+    must BLAS's own count (``threads=None``): reading (several tokens per forward call) and
+    generating (one per step). The default
+    model splits no product; the wide GPT-2 splits its steps' products and its MLP's
+    prompt products (see numpy_backend._linear_split)."""
+    from threadpoolctl import threadpool_limits
+
+    folder = None if name == "default" else checkpoint_dir("gpt2", n_inner=8192, vocab_size=16384)
+    with threadpool_limits(limits=None, user_api="blas"):  # puts back the count load_model sets
+        own = _trace_lines(folder, None, tmp_path)
+        one = _trace_lines(folder, 1, tmp_path)
+        two = _trace_lines(folder, 2, tmp_path)
+    assert len(one) > 100
+    assert own == one
+    if two is None:
+        pytest.skip("BLAS runs one thread here")
+    assert one == two
+
+
 def test_split_products_give_the_same_bytes_with_or_without_the_helper_which_ends_with_them():
     import gc
 

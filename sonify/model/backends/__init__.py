@@ -38,15 +38,16 @@ def resolve_backend(name: str) -> str:
 
 def create_decoder(backend: str, arch: Architecture, weights: DecoderWeights, window: int, threads: int | None = None):
     """The decoder for a resolved backend name (see :func:`resolve_backend`); ``threads``:
-    the BLAS thread count the caller set for everything (``None``: NumPy's decoding steps
-    run on one thread, see :class:`~sonify.model.backends.numpy_backend.StepThreads`)."""
+    the BLAS thread count the caller set (NumPy's decoder runs each BLAS call on one
+    thread and shares fixed blocks of its products between two where the count is 2 or
+    more, see :class:`~sonify.model.backends.numpy_backend.StepThreads`)."""
     if resolve_backend(backend) == "mlx":
         from .mlx_backend import MlxDecoder
 
         return MlxDecoder(arch, weights, window)
     from .numpy_backend import NumpyDecoder
 
-    return NumpyDecoder(arch, weights, window, one_thread_steps=threads is None)
+    return NumpyDecoder(arch, weights, window)
 
 
 __all__ = ["BACKENDS", "DecoderOutput", "create_decoder", "mlx_available", "resolve_backend"]

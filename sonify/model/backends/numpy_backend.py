@@ -225,24 +225,29 @@ def _linear(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray
     return y
 
 
-# Forward calls of at most this many tokens run BLAS on one thread (see StepThreads).
-STREAMING_TOKENS = 16
+# A forward call of several tokens cuts a product of at least this many multiply-adds in
+# two column blocks that two threads share (see NumpyDecoder._linear_split). Below, the
+# hand-over (~100-150 us on a busy 2-core machine) costs what sharing saves: measured on
+# 64 tokens through the default model, its 256x256 and 256x512 matrices ran slower shared.
+COLUMN_SPLIT_MACS = 1 << 24
+COLUMN_ALIGN = 64  # block edges on whole SIMD widths (as split.ALIGN)
 
 
 class StepThreads:
-    """Runs a short forward call with NumPy's BLAS on one thread, then restores its count.
+    """Runs a forward call with NumPy's BLAS on one thread, then restores its count.
 
-    A decoding step's products stream each weight once (a few MB per matrix) and do little
-    arithmetic per byte; on a 2-core machine with other work running, a second BLAS thread
-    is often descheduled and every product waits for it: measured on the default model,
-    84 tokens/s with two threads against 384 with one, and on GPT-2's shapes one thread
-    streamed 15-22 GB/s where two gave 1-10. A call of up to ``STREAMING_TOKENS`` (a
-    prompt) is as bound by reading the weights; a longer one (reading a text 64 tokens at
-    a time) multiplies matrices, where threads pay, and keeps the pool's count. The
-    thread count a call gets depends on its length alone, so results are the same from
-    run to run. A single-token step still uses a second core where the pool had two or
-    more threads: its large products are cut into fixed blocks that the caller and a
-    helper take in turn (see :mod:`.split`), so a late helper costs only its share.
+    Every BLAS call of the decoder runs on one thread, so that its sum, and so the bytes of
+    a trace, do not depend on the thread count (OpenBLAS cuts a product between threads
+    in ways that change its last digits: measured on the default model's MLP down
+    projection for 5 tokens and more). A second core is still used where the pool had two
+    or more threads: a single-token step's large products are cut into fixed blocks that
+    the caller and a helper take in turn (see :mod:`.split`), and a call of several tokens
+    cuts its large products in fixed column blocks the same way (see
+    ``NumpyDecoder._linear_split``); a late helper costs only its share. One thread also
+    suits a step: its products stream each weight once and do little arithmetic per byte,
+    and on a 2-core machine with other work running a second BLAS thread is often
+    descheduled and every product waits for it (measured on the default model, 84
+    tokens/s with two threads against 384 with one).
     """
 
     def __init__(self) -> None:
@@ -268,24 +273,23 @@ class StepThreads:
 class NumpyDecoder:
     """One model's forward pass in NumPy; see :class:`sonify.model.backends.base.DecoderOutput`.
 
-    ``one_thread_steps``: run single-token steps with BLAS on one thread (see
-    :class:`StepThreads`); off when the caller chose a thread count for everything."""
+    BLAS runs on one thread (see :class:`StepThreads`); where the pool had more, a helper
+    thread takes fixed blocks of the products, so the bytes are the same at any count."""
 
     name = "numpy"
 
-    def __init__(self, arch: Architecture, weights: DecoderWeights, window: int, one_thread_steps: bool = True):
+    def __init__(self, arch: Architecture, weights: DecoderWeights, window: int):
         self.arch = arch
         self.weights = weights
         self.window = window
         self._norm = _layer_norm if arch.norm == "layernorm" else _rms_norm
         _fold_into_matrices(arch, weights)
         self.clock = no_clock  # a PhaseClock to profile (see sonify.model.profile)
-        self.step_threads = StepThreads() if one_thread_steps else None
-        # A step's large products run in fixed column blocks on as many threads as BLAS
-        # was given (see split.py); the blocks, not the threads, decide the sums.
-        # Without step_threads (the caller set BLAS's threads for everything) the blocks run
-        # one after the other, each on those threads.
-        self._split = SplitProducts(helper=one_thread_steps and (os.cpu_count() or 1) > 1)
+        self.step_threads = StepThreads()
+        # A step's large products, and a call's of several tokens, run in fixed column
+        # blocks on the caller and (where BLAS was given 2+ threads) a helper (see split.py
+        # and _linear_split); the blocks, not the threads, decide the sums.
+        self._split = SplitProducts(helper=(os.cpu_count() or 1) > 1)
         self._share = False  # whether this step's products use the helper: BLAS was given 2+ threads
         # First: a split SwiGLU's up columns are put in its parts' order (the blocks view the result).
         self._mlp_parts, self._mlp_columns = zip(*(_mlp_parts(arch, layer) for layer in weights.layers))
@@ -336,11 +340,27 @@ class NumpyDecoder:
         n_tok = len(token_ids)
         if cache.length + n_tok > self.window:
             raise ValueError(f"{cache.length + n_tok} tokens exceed the window of {self.window}")
-        if self.step_threads is None or n_tok > STREAMING_TOKENS:
-            return self._forward(token_ids, cache, details)
         with self.step_threads as counts:
             self._share = bool(counts) and counts[0] > 1
             return self._forward(token_ids, cache, details)
+
+    def _linear_split(self, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+        """:func:`_linear` for several tokens: a product of at least ``COLUMN_SPLIT_MACS``
+        multiply-adds in two fixed column blocks of ``w`` (edges on whole SIMD widths), each
+        one single-threaded BLAS call that the caller or the helper takes. The blocks depend
+        on the shapes alone, so a column's sum is the same whichever thread made it."""
+        n, outputs = x.shape[0], w.shape[1]
+        edge = round(outputs / 2 / COLUMN_ALIGN) * COLUMN_ALIGN
+        if n * w.shape[0] * outputs < COLUMN_SPLIT_MACS or not 0 < edge < outputs:
+            return _linear(x, w, bias)
+        y = np.empty((n, outputs), dtype=np.float32)
+        self._split.run(
+            [partial_call(np.matmul, x, w[:, :edge], out=y[:, :edge]), partial_call(np.matmul, x, w[:, edge:], out=y[:, edge:])],
+            self._share,
+        )
+        if bias is not None:
+            y += bias
+        return y
 
     def _forward(self, token_ids: np.ndarray, cache: KVCache, details: bool) -> DecoderOutput:
         if len(token_ids) == 1:
@@ -355,6 +375,7 @@ class NumpyDecoder:
         q_end, k_end = heads * hd, (heads + kv_heads) * hd
 
         lap = self.clock
+        _linear = self._linear_split  # every product below in fixed column blocks (the module's _linear per block)
         x = w.embed[token_ids]  # a new array: the residual stream is updated in place below
         if w.positions is not None:
             x += w.positions[start:end]
