@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
@@ -476,17 +477,31 @@ def master_passes(
     """Normalise a mix to ``loudness`` LUFS and limit its true peak to ``ceiling_db``, block
     by block into ``sinks``, so that memory stays bounded whatever the piece's length.
 
-    ``mix()`` makes the whole mix anew, as blocks, the same samples each time. The first
+    ``mix()`` makes the whole mix anew, as blocks, the same samples each time (a block
+    handed out is not written again: the first pass measures it while the next is made). The first
     pass measures it (integrated loudness needs the whole piece; the meter keeps 16 bytes
     per 100 ms); the second applies the gain, limits and hands each block to the sinks,
     measuring what it hands out. Where the limiter lowered the loudness by more than 0.1 LU
     the gain is corrected and the pass made again (at most three such passes), each one
     starting the sinks afresh. Silence (no measurable loudness) passes through unchanged."""
     meter = LoudnessMeter(sample_rate, channels)
-    marks = []
-    for block in mix():
+    marks: list[tuple[int, tuple]] = []
+
+    def measure(block: np.ndarray) -> None:
         marks.append((meter.position, meter.mark()))
         meter.process(block)
+
+    # The meter measures each block in a thread of its own while the next block is made
+    # (its filter and NumPy's sums let the interpreter go): blocks in order, one at a time,
+    # so the same sums as measured in line.
+    with ThreadPoolExecutor(1, thread_name_prefix="sonify-meter") as measuring:
+        last = None
+        for block in mix():
+            if last is not None:
+                last.result()  # at most one block waits: memory stays bounded
+            last = measuring.submit(measure, block)
+        if last is not None:
+            last.result()
     measured = meter.loudness()
     if not math.isfinite(measured):
         _pass(mix(), sinks)
