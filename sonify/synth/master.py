@@ -364,10 +364,15 @@ class Limiter:
         held = self.input_history.shape[0]
         history = np.empty((held + m, *x.shape[1:]), dtype=np.float32)
         history[:held] = self.input_history
+        into = history[held:]
+        if x.ndim == 2 and not x.flags.c_contiguous and x.T.flags.c_contiguous:
+            # The engine's blocks are (frames, 2) views of (2, frames) arrays: read them row
+            # by row (a third of the time of reading two floats from each of two rows).
+            x, into = x.T, into.T
         if gain is None:
-            history[held:] = x
+            into[...] = x
         else:
-            np.multiply(x, gain, out=history[held:])
+            np.multiply(x, gain, out=into)
         # A long block is first checked the quick way (a live one's 256 frames are not worth it).
         quick = m >= 4096 and not self.engaged and self._clear(history, m)
         needed = None if quick else self._needed_gain(history, m)
