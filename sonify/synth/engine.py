@@ -254,6 +254,13 @@ class SynthEngine:
             self.bus_filters[name] = (b, a, state)
         return buses
 
+    def _echo_runs(self, plan: list[tuple[np.ndarray, list[tuple[float, int]]]]) -> bool:
+        """Whether the echo runs in this block: once a voice has sent to it (``plan``'s row 3).
+        Until then it holds zeros and gives zeros, and adding +0.0 to a sum that started at
+        +0.0 changes no bit: it is left out (its clock still runs)."""
+        self._echo_fed = self._echo_fed or any(row == 3 for _, gains in plan for _, row in gains)
+        return self._echo_fed
+
     def _effects(self, buses: dict[str, np.ndarray], frames: int, dry: np.ndarray | None = None) -> np.ndarray:
         """Pan and send each voice's bus, run the echo, reverb and master tone: (frames, 2).
 
@@ -272,9 +279,7 @@ class SynthEngine:
             voice = self.voices[name]
             gains = (*pan_gains(voice.pan), voice.reverb, voice.delay)
             plan.append((bus, [(gain, row) for row, gain in enumerate(gains) if gain]))
-        # Until a voice sends to it the echo holds zeros and gives zeros, and adding +0.0 to
-        # a sum that started at +0.0 changes no bit: it is left out (its clock still runs).
-        self._echo_fed = echoing = self._echo_fed or any(row == 3 for _, gains in plan for _, row in gains)
+        echoing = self._echo_runs(plan)
         scaled, echoes = self._scaled, self._echoes
         for lo in range(0, frames, SUB):
             hi = min(lo + SUB, frames)
