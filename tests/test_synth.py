@@ -557,3 +557,24 @@ def test_a_presets_voices_sharing_tones_play_what_they_would_alone(name):
     assert np.abs(alone).max() > 0.01
     np.testing.assert_array_equal(render(ToneCache(), 65536), alone)
     np.testing.assert_array_equal(render(ToneCache(max_bytes=200000, max_length=4800), 256), render(None, 256))
+
+
+def test_an_echo_no_voice_has_fed_yet_is_left_out_without_changing_a_bit(poem_score):
+    # The voices that send to the echo play only from 2 s to 3 s: the blocks before their
+    # first note leave the echo out, those after run it from its zeros, and it rings on
+    # after their last.
+    preset = load_preset("default")
+    senders = {v.name for v in poem_score.voices if v.delay > 0}
+    notes = [n for n in poem_score.notes if n.voice not in senders or 2.0 <= n.time < 3.0]
+    score = dataclasses.replace(poem_score, notes=sort_notes(notes))
+    first = min(n.time for n in score.notes if n.voice in senders)
+    assert 2.0 <= first < 4.0 and min(n.time for n in score.notes) < 0.5
+    total = int((first + 8.0) * SR)
+    skipping = SynthEngine.for_score(score, preset.synth)
+    audio = np.concatenate([skipping.process(16000) for _ in range(total // 16000)])
+    always = SynthEngine.for_score(score, preset.synth)
+    always._echo_runs = lambda plan: True  # the echo runs in every block, over its zeros
+    reference = np.concatenate([always.process(16000) for _ in range(total // 16000)])
+    assert skipping.echo.position == always.echo.position
+    assert np.abs(audio[-SR:]).max() > 0.01
+    assert audio.tobytes() == reference.tobytes()

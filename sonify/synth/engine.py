@@ -66,6 +66,7 @@ class SynthEngine:
         self._sends = np.empty((2, 0), dtype=np.float32)  # the reverb and echo sends, reused
         self._scaled = np.empty(SUB, dtype=np.float32)  # a bus times a gain, one piece
         self._echoes = np.empty((2, SUB), dtype=np.float32)  # the echo's output, one piece
+        self._echo_fed = False  # whether a voice has sent to the echo yet (until then it is silent)
         self._later: Iterator[Note] = iter(())  # a Score's notes not taken up yet (for_score), in order
         self._next: Note | None = None
         self._later_controls: Iterator[Control] | None = None  # a Score's controls not taken up yet
@@ -253,6 +254,13 @@ class SynthEngine:
             self.bus_filters[name] = (b, a, state)
         return buses
 
+    def _echo_runs(self, plan: list[tuple[np.ndarray, list[tuple[float, int]]]]) -> bool:
+        """Whether the echo runs in this block: once a voice has sent to it (``plan``'s row 3).
+        Until then it holds zeros and gives zeros, and adding +0.0 to a sum that started at
+        +0.0 changes no bit: it is left out (its clock still runs)."""
+        self._echo_fed = self._echo_fed or any(row == 3 for _, gains in plan for _, row in gains)
+        return self._echo_fed
+
     def _effects(self, buses: dict[str, np.ndarray], frames: int, dry: np.ndarray | None = None) -> np.ndarray:
         """Pan and send each voice's bus, run the echo, reverb and master tone: (frames, 2).
 
@@ -271,11 +279,12 @@ class SynthEngine:
             voice = self.voices[name]
             gains = (*pan_gains(voice.pan), voice.reverb, voice.delay)
             plan.append((bus, [(gain, row) for row, gain in enumerate(gains) if gain]))
+        echoing = self._echo_runs(plan)
         scaled, echoes = self._scaled, self._echoes
         for lo in range(0, frames, SUB):
             hi = min(lo + SUB, frames)
             outs = (dry[0, lo:hi], dry[1, lo:hi], wet_reverb[lo:hi], wet_echo[lo:hi])
-            for out in outs:
+            for out in outs if echoing else outs[:3]:
                 out.fill(0.0)
             product = scaled[: hi - lo]
             for bus, gains in plan:
@@ -283,6 +292,9 @@ class SynthEngine:
                 for gain, row in gains:  # the same floats as ``into += gain * bus``
                     into = outs[row]
                     into += np.multiply(piece, gain, out=product)
+            if not echoing:
+                self.echo.position += hi - lo
+                continue
             echo = echoes[:, : hi - lo]
             self.echo.process(wet_echo[lo:hi], out=echo)
             dry[:, lo:hi] += echo
