@@ -51,6 +51,21 @@ def test_blocks_of_64_and_one_block_give_the_same_samples(poem_score):
     np.testing.assert_allclose(piped, whole, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["podcast", "pulse"])
+def test_voices_shared_by_two_threads_give_the_bytes_of_one(name):
+    """``blocks`` makes each block's voices in two threads (one voice, one thread): the same
+    bytes as ``process`` in one thread, block by block at the same size."""
+    preset = load_preset(name)
+    score = make_score(read(POEM), preset)
+    total, size = 12 * SR, 6007
+    engine = SynthEngine.for_score(score, preset.synth)
+    alone = np.concatenate([engine.process(min(size, total - k)) for k in range(0, total, size)])
+    shared = np.concatenate(list(SynthEngine.for_score(score, preset.synth).blocks(total, size)))
+    assert len(SynthEngine.for_score(score, preset.synth).voices) > 2
+    assert np.abs(alone).max() > 0.01
+    assert shared.shape == alone.shape and shared.tobytes() == alone.tobytes()
+
+
 @pytest.mark.parametrize("name", preset_names())
 def test_every_preset_renders_to_target_loudness_under_the_ceiling(name):
     preset = load_preset(name)
