@@ -52,9 +52,9 @@ def test_blocks_of_64_and_one_block_give_the_same_samples(poem_score):
 
 
 @pytest.mark.parametrize("name", ["podcast", "pulse"])
-def test_voices_shared_by_two_threads_give_the_bytes_of_one(name):
-    """``blocks`` makes each block's voices in two threads (one voice, one thread): the same
-    bytes as ``process`` in one thread, block by block at the same size."""
+def test_blocks_in_two_threads_give_the_bytes_of_process_in_one(name):
+    """``blocks`` makes the next block's voices in a worker thread while this block's effects
+    run: the same bytes as ``process`` in one thread, block by block at the same size."""
     preset = load_preset(name)
     score = make_score(read(POEM), preset)
     total, size = 12 * SR, 6007

@@ -10,10 +10,8 @@ stopping dead, so nothing clicks.
 from __future__ import annotations
 
 import bisect
-import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from queue import SimpleQueue
 
 import numpy as np
 from scipy.signal import butter
@@ -28,47 +26,6 @@ from .voice import CONTROL_GLIDE_SECONDS, STEAL_SECONDS, ControlLanes, Instrumen
 
 HEADROOM = 0.25  # the mix stays well below full scale; the master chain sets the level
 SUB = 16384  # frames the pan, sends and echo handle at a time (64 kB a row: within the core's cache)
-TONE_BYTES = 16 * 2**20  # the tones kept, shared out among the voices
-
-
-class _Shared:
-    """One block's voices, each made whole by whichever thread claims it first (one thread
-    per voice, its notes in order: the bytes are those of one thread)."""
-
-    def __init__(self, tasks: list[Callable[[], tuple]]):
-        self.tasks = tasks
-        self.results: list[tuple | None] = [None] * len(tasks)
-        self.error: BaseException | None = None
-        self._next = 0
-        self._left = len(tasks)
-        self._lock = threading.Condition()
-
-    def work(self) -> None:
-        """Make voices until none is left to claim."""
-        while True:
-            with self._lock:
-                k = self._next
-                if k >= len(self.tasks):
-                    return
-                self._next += 1
-            try:
-                self.results[k] = self.tasks[k]()
-            except BaseException as error:  # handed to the thread that waits
-                self.error = error
-            finally:
-                with self._lock:
-                    self._left -= 1
-                    if not self._left:
-                        self._lock.notify_all()
-
-    def wait(self) -> list[tuple | None]:
-        """The results, once every voice is made."""
-        with self._lock:
-            while self._left:
-                self._lock.wait()
-        if self.error is not None:
-            raise self.error
-        return self.results
 
 
 class SynthEngine:
@@ -85,10 +42,7 @@ class SynthEngine:
         self.settings = settings
         self.voices = {v.name: v for v in voices}
         self.lanes = ControlLanes(self.sample_rate)
-        # Notes of one pitch (and velocity) read one oscillator's samples; a cache per voice,
-        # as two threads may render different voices at once (blocks).
-        share = TONE_BYTES // max(len(self.voices), 1)
-        self.tones = {name: ToneCache(max_bytes=share) for name in self.voices}
+        self.tones = ToneCache()  # notes of one pitch (and velocity) read one oscillator's samples
         self.reverb = Reverb(self.sample_rate, settings.reverb_seconds, damping=0.55 - 0.4 * settings.brightness)
         self.echo = Echo(self.sample_rate, settings.delay_beats * 60.0 / tempo_bpm, settings.delay_feedback)
         self.pending: list[tuple[int, int, SoundingNote]] = []  # (start, order, note), sorted
@@ -188,7 +142,7 @@ class SynthEngine:
             level=np.float32(level),
             controllers=voice.controllers,
             lanes=self.lanes,
-            tones=self.tones[note.voice],
+            tones=self.tones,
         )
         self._steal_for(sounding)
         if open_ended:
@@ -253,87 +207,52 @@ class SynthEngine:
         if not sizes:
             return
         with ThreadPoolExecutor(1, thread_name_prefix="sonify-voices") as ahead:
-            handed: SimpleQueue[_Shared] = SimpleQueue()
             future = ahead.submit(self._voices, sizes[0])
             done = 0
             for k, frames in enumerate(sizes):
-                if k > 0:
-                    handed.get().work()  # this block's effects are done: help with the next one's voices
                 buses = future.result()
                 if k + 1 < len(sizes):
-                    future = ahead.submit(self._voices, sizes[k + 1], handed.put)
-                else:
-                    for tones in self.tones.values():
-                        tones.clear()  # the last block's notes are made: give the tones back now
+                    future = ahead.submit(self._voices, sizes[k + 1])
+                elif self.tones is not None:
+                    self.tones.clear()  # the last block's notes are made: give the shared tones back now
                 yield self._effects(buses, frames, None if into is None else into[:, done : done + frames])
                 done += frames
 
-    def _voices(self, frames: int, share: Callable[[_Shared], None] | None = None) -> dict[str, np.ndarray]:
-        """Each voice's notes summed into one mono bus (level applied) for the next block.
-        ``share``: given the block's voices still to make, for another thread to help with."""
-        shared = None
-        try:
-            b0, b1 = self.position, self.position + frames
-            self.position = b1
-            self.lanes.block(b0, frames)
-            while self._next is not None and round(self._next.time * self.sample_rate) < b1:
-                self._add(self._next)
-                self._next = next(self._later, None)
-            if self._later_controls is not None:
-                ahead = b1 + int(np.ceil(CONTROL_GLIDE_SECONDS * self.sample_rate)) + 1
-                while self._next_control is not None and round(self._next_control.time * self.sample_rate) < ahead:
-                    self.lanes.add(self._next_control)
-                    self._next_control = next(self._later_controls, None)
-                self.lanes.forget_before(b0)
-            while self.pending and self.pending[0][0] < b1:
-                self.active.append(self.pending.pop(0)[2])
-            # Each voice's notes in this block, in order; the voices in the order their first
-            # note comes, then the filtered voices without one (a filter may ring on): the
-            # buses' order, which the effects' sums follow.
-            notes: dict[str, list[SoundingNote]] = {}
-            cost: dict[str, int] = {}
-            for s in self.active:
-                lo, hi = max(b0, s.start), min(b1, s.end)
-                if lo < hi:
-                    notes.setdefault(s.note.voice, []).append(s)
-                    cost[s.note.voice] = cost.get(s.note.voice, 0) + hi - lo
-            self.active = [s for s in self.active if s.end > b1]
-            names = list(notes) + [name for name in self.bus_filters if name not in notes]
-            # The costliest voices first, so that the two threads end close together.
-            order = sorted(range(len(names)), key=lambda k: -cost.get(names[k], 0))
-            shared = _Shared([lambda name=names[k]: self._voice(name, notes.get(name, ()), b0, frames) for k in order])
-        finally:
-            if share is not None:
-                share(shared if shared is not None else _Shared([]))
-        shared.work()
-        made = dict(zip((names[k] for k in order), shared.wait()))
+    def _voices(self, frames: int) -> dict[str, np.ndarray]:
+        """Each voice's notes summed into one mono bus (level applied) for the next block."""
+        b0, b1 = self.position, self.position + frames
+        self.position = b1
+        self.lanes.block(b0, frames)
+        while self._next is not None and round(self._next.time * self.sample_rate) < b1:
+            self._add(self._next)
+            self._next = next(self._later, None)
+        if self._later_controls is not None:
+            ahead = b1 + int(np.ceil(CONTROL_GLIDE_SECONDS * self.sample_rate)) + 1
+            while self._next_control is not None and round(self._next_control.time * self.sample_rate) < ahead:
+                self.lanes.add(self._next_control)
+                self._next_control = next(self._later_controls, None)
+            self.lanes.forget_before(b0)
+        while self.pending and self.pending[0][0] < b1:
+            self.active.append(self.pending.pop(0)[2])
         buses: dict[str, np.ndarray] = {}
-        for name in names:
-            bus, memory = made[name]
+        spans: dict[str, list[tuple[int, int]]] = {}  # where each bus has notes
+        for s in self.active:
+            lo, hi = max(b0, s.start), min(b1, s.end)
+            if lo >= hi:
+                continue
+            bus = buses.get(s.note.voice)
+            if bus is None:
+                bus = buses[s.note.voice] = np.zeros(frames, dtype=np.float32)
+            bus[lo - b0 : hi - b0] += s.render(lo - s.start, hi - s.start)
+            spans.setdefault(s.note.voice, []).append((lo - b0, hi - b0))
+        self.active = [s for s in self.active if s.end > b1]
+        for name, (b, a, state) in self.bus_filters.items():
+            # Run through silences too (the filter rings on), until its memory has died away.
+            bus, state = lfilter_spans(b, a, buses.get(name), state, spans.get(name, ()), b0, frames)
             if bus is not None:
                 buses[name] = bus
-            if memory is not None:
-                self.bus_filters[name] = memory
+            self.bus_filters[name] = (b, a, state)
         return buses
-
-    def _voice(self, name: str, notes: Iterable[SoundingNote], b0: int, frames: int) -> tuple:
-        """One voice's bus for the block from ``b0`` (None: silent) and its filter's new memory
-        (None: no filter): the voice's notes summed in order, then its filter."""
-        bus = None
-        spans = []  # where the bus has notes
-        for s in notes:
-            lo, hi = max(b0, s.start), min(b0 + frames, s.end)
-            if bus is None:
-                bus = np.zeros(frames, dtype=np.float32)
-            bus[lo - b0 : hi - b0] += s.render(lo - s.start, hi - s.start)
-            spans.append((lo - b0, hi - b0))
-        memory = self.bus_filters.get(name)
-        if memory is None:
-            return bus, None
-        b, a, state = memory
-        # Run through silences too (the filter rings on), until its memory has died away.
-        filtered, state = lfilter_spans(b, a, bus, state, spans, b0, frames)
-        return (bus if filtered is None else filtered), (b, a, state)
 
     def _echo_runs(self, plan: list[tuple[np.ndarray, list[tuple[float, int]]]]) -> bool:
         """Whether the echo runs in this block: once a voice has sent to it (``plan``'s row 3).
