@@ -270,6 +270,15 @@ class StepThreads:
             pool.set_num_threads(count)
 
 
+def _step_norm(x: np.ndarray, layernorm: bool, inv_n: float, eps: float) -> np.ndarray:
+    """A decoding step's norm of one vector, without its gain and bias (folded into the next
+    product): the scale as a Python float, one array operation instead of five."""
+    if layernorm:
+        centred = x - np.float32(float(np.add.reduce(x)) * inv_n)
+        return centred * np.float32(1.0 / math.sqrt(float(np.dot(centred, centred)) * inv_n + eps))
+    return x * np.float32(1.0 / math.sqrt(float(np.dot(x, x)) * inv_n + eps))
+
+
 class NumpyDecoder:
     """One model's forward pass in NumPy; see :class:`sonify.model.backends.base.DecoderOutput`.
 
@@ -485,11 +494,7 @@ class NumpyDecoder:
         lap("embed")
 
         def normed(x: np.ndarray) -> np.ndarray:
-            # The scale as a Python float: one array operation instead of five.
-            if layernorm:
-                centred = x - np.float32(float(np.add.reduce(x)) * inv_n)
-                return centred * np.float32(1.0 / math.sqrt(float(np.dot(centred, centred)) * inv_n + eps))
-            return x * np.float32(1.0 / math.sqrt(float(np.dot(x, x)) * inv_n + eps))
+            return _step_norm(x, layernorm, inv_n, eps)
 
         for layer_index, (layer, blocks) in enumerate(zip(w.layers, self._blocks)):
             h = normed(x)  # gain and bias are folded into layer.qkv
@@ -595,11 +600,7 @@ class NumpyDecoder:
         lap("embed")
 
         def normed(x: np.ndarray) -> np.ndarray:
-            # The scale as a Python float: one array operation instead of five.
-            if layernorm:
-                centred = x - np.float32(float(np.add.reduce(x)) * inv_n)
-                return centred * np.float32(1.0 / math.sqrt(float(np.dot(centred, centred)) * inv_n + eps))
-            return x * np.float32(1.0 / math.sqrt(float(np.dot(x, x)) * inv_n + eps))
+            return _step_norm(x, layernorm, inv_n, eps)
 
         for (w_qkv, b_qkv, w_out, b_out, w_up, b_up, w_down, b_down), x_next, p, total, keys, keys_t, values in zip(
             self._small_layers, residuals[1:], probs, sums, cache.keys, buffers.keys_t, cache.values
