@@ -23,7 +23,7 @@ from ..families.common import Architecture, DecoderWeights
 from ..profile import no_clock
 from ..telemetry import attention_entropy, attention_summaries
 from .base import DecoderOutput, causal_mask, rope_tables
-from .split import Blocks, SplitProducts, plan_blocks, prefetches, split_range, sum_rows
+from .split import ALIGN, Blocks, SplitProducts, plan_blocks, prefetches, split_range, sum_rows
 
 
 class KVCache:
@@ -230,7 +230,6 @@ def _linear(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray
 # hand-over (~100-150 us on a busy 2-core machine) costs what sharing saves: measured on
 # 64 tokens through the default model, its 256x256 and 256x512 matrices ran slower shared.
 COLUMN_SPLIT_MACS = 1 << 24
-COLUMN_ALIGN = 64  # block edges on whole SIMD widths (as split.ALIGN)
 
 
 class StepThreads:
@@ -359,7 +358,7 @@ class NumpyDecoder:
         one single-threaded BLAS call that the caller or the helper takes. The blocks depend
         on the shapes alone, so a column's sum is the same whichever thread made it."""
         n, outputs = x.shape[0], w.shape[1]
-        edge = round(outputs / 2 / COLUMN_ALIGN) * COLUMN_ALIGN
+        edge = round(outputs / 2 / ALIGN) * ALIGN
         if n * w.shape[0] * outputs < COLUMN_SPLIT_MACS or not 0 < edge < outputs:
             return _linear(x, w, bias)
         y = np.empty((n, outputs), dtype=np.float32)
@@ -493,11 +492,8 @@ class NumpyDecoder:
             cos, sin = self._cos[pos], self._sin[pos]
         lap("embed")
 
-        def normed(x: np.ndarray) -> np.ndarray:
-            return _step_norm(x, layernorm, inv_n, eps)
-
         for layer_index, (layer, blocks) in enumerate(zip(w.layers, self._blocks)):
-            h = normed(x)  # gain and bias are folded into layer.qkv
+            h = _step_norm(x, layernorm, inv_n, eps)  # gain and bias are folded into layer.qkv
             lap("norms")
             qkv = split(h, blocks["qkv"], share, self._after_qkv[layer_index])
             if layer.qkv_bias is not None:
@@ -520,7 +516,7 @@ class NumpyDecoder:
             if layer.out_bias is not None:
                 x += layer.out_bias
             lap("out proj")
-            h = normed(x)  # folded into layer.up
+            h = _step_norm(x, layernorm, inv_n, eps)  # folded into layer.up
             lap("norms")
             parts = self._mlp_parts[layer_index]
             if parts:  # each thread its share of the inner units, from up through down
@@ -599,13 +595,10 @@ class NumpyDecoder:
             qk3, swapped3, rotated3, product3 = buffers.qk3, buffers.swapped3, buffers.rotated3, buffers.product3
         lap("embed")
 
-        def normed(x: np.ndarray) -> np.ndarray:
-            return _step_norm(x, layernorm, inv_n, eps)
-
         for (w_qkv, b_qkv, w_out, b_out, w_up, b_up, w_down, b_down), x_next, p, total, keys, keys_t, values in zip(
             self._small_layers, residuals[1:], probs, sums, cache.keys, buffers.keys_t, cache.values
         ):
-            h = normed(x)  # gain and bias are folded into the qkv weights
+            h = _step_norm(x, layernorm, inv_n, eps)  # gain and bias are folded into the qkv weights
             lap("norms")
             matmul(h, w_qkv, out=qkv)
             if b_qkv is not None:
@@ -628,7 +621,7 @@ class NumpyDecoder:
             if b_out is not None:
                 x += b_out
             lap("out proj")
-            h = normed(x)  # folded into the up weights
+            h = _step_norm(x, layernorm, inv_n, eps)  # folded into the up weights
             lap("norms")
             matmul(h, w_up, out=up)
             if b_up is not None:
