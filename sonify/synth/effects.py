@@ -120,6 +120,11 @@ class Echo:
         self.buffer = np.zeros((2, self.length), dtype=np.float32)
         self.position = 0
 
+    def pass_silence(self, frames: int) -> None:
+        """``frames`` samples of silence in and out, for an echo that holds nothing yet: what
+        ``process`` of zeros would do (its buffer stays zero), only its clock runs."""
+        self.position += frames
+
     def process(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """The echoes of ``block``, (2, frames), into ``out`` when given."""
         out = np.empty((2, block.size), dtype=np.float32) if out is None else out

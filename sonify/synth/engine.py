@@ -293,7 +293,7 @@ class SynthEngine:
                     into = outs[row]
                     into += np.multiply(piece, gain, out=product)
             if not echoing:
-                self.echo.position += hi - lo
+                self.echo.pass_silence(hi - lo)
                 continue
             echo = echoes[:, : hi - lo]
             self.echo.process(wet_echo[lo:hi], out=echo)
