@@ -15,6 +15,44 @@ TWO_PI = 2.0 * np.pi
 
 _TURN = 2.0**32
 
+# Sample counts up to here (a note's first 5.5 s at 48 kHz) are kept, 1 MB, and as much again
+# per sample rate for their times: a note's block reads views of them instead of making its own.
+KEPT_COUNTS = 1 << 18
+_counts = np.arange(0, dtype=np.uint32)
+_seconds: dict[int, np.ndarray] = {}
+
+
+def _kept(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
+
+
+def sample_counts(lo: int, hi: int) -> np.ndarray:
+    """``np.arange(lo, hi, dtype=np.uint32)``, read only (a view of kept counts where it can be)."""
+    global _counts
+    if hi > KEPT_COUNTS:
+        return np.arange(lo, hi, dtype=np.uint32)
+    if hi > _counts.size:
+        _counts = _kept(np.arange(min(KEPT_COUNTS, max(hi, 2 * _counts.size)), dtype=np.uint32))
+    return _counts[lo:hi]
+
+
+def sample_seconds(lo: int, hi: int, sample_rate: int) -> np.ndarray:
+    """``seconds(sample_counts(lo, hi), sample_rate)``, read only (a view of kept times where
+    it can be: each time is one product, so a slice holds the same values)."""
+    if hi > KEPT_COUNTS:
+        return seconds(sample_counts(lo, hi), sample_rate)
+    kept = _seconds.get(sample_rate)
+    if kept is None or hi > kept.size:
+        size = min(KEPT_COUNTS, max(hi, 0 if kept is None else 2 * kept.size))
+        kept = _seconds[sample_rate] = _kept(seconds(sample_counts(0, size), sample_rate))
+    return kept[lo:hi]
+
+
+def seconds(n: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The times of samples ``n`` (uint32), float32 seconds."""
+    return np.multiply(n, np.float32(1.0 / sample_rate), dtype=np.float32)
+
 
 def turns(n: np.ndarray, freq: float, sample_rate: int, offset: float = 0.0) -> np.ndarray:
     """Phase at samples ``n`` (uint32, counted from the note's start) as a 32-bit fixed-point

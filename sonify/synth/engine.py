@@ -243,7 +243,7 @@ class SynthEngine:
             bus = buses.get(s.note.voice)
             if bus is None:
                 bus = buses[s.note.voice] = np.zeros(frames, dtype=np.float32)
-            bus[lo - b0 : hi - b0] += s.render(lo - s.start, hi - s.start)
+            s.add_to(bus[lo - b0 : hi - b0], lo - s.start, hi - s.start)
             spans.setdefault(s.note.voice, []).append((lo - b0, hi - b0))
         self.active = [s for s in self.active if s.end > b1]
         for name, (b, a, state) in self.bus_filters.items():

@@ -35,7 +35,7 @@ def _lowpass(state: dict, x: np.ndarray, cutoff: float, sample_rate: int) -> np.
         b, a = _lowpass_coefficients(cutoff, sample_rate)
         state["lp"] = (b, a, np.zeros(2, dtype=np.float32))
     b, a, zi = state["lp"]
-    y, zf = lfilter(b, a, x.astype(np.float32, copy=False), zi=zi)
+    y, zf = lfilter(b, a, x.astype(np.float32), zi=zi)
     state["lp"] = (b, a, zf)
     return y
 
@@ -109,7 +109,7 @@ def fm_index(note: SoundingNote, ratio: float, index: float) -> float:
 def _sine_at(note: SoundingNote, n: np.ndarray, freq: float) -> np.ndarray:
     """sin of the phase at ``freq`` over samples ``n``, shared by notes (read only)."""
     sr = note.sample_rate
-    return note.shared(("sin", freq), n, lambda n, state: np.sin(phase(n, freq, sr, turn=TWO_PI)), copy=False)
+    return note.shared(("sin", freq), n, lambda n, state: np.sin(phase(n, freq, sr, turn=TWO_PI)))
 
 
 def _fm(note: SoundingNote, n: np.ndarray, ratio: float, index: float, index_decay: float) -> np.ndarray:
@@ -123,9 +123,9 @@ def _fm(note: SoundingNote, n: np.ndarray, ratio: float, index: float, index_dec
 
     # The index's fall, the modulator and the carrier's phase are the same for every note
     # of the instrument (of the pitch): read from the shared tones, only the sums are made.
-    depth = note.state["fm_index"] * note.shared(("fm fall", index_decay), n, fall, copy=False)
+    depth = note.state["fm_index"] * note.shared(("fm fall", index_decay), n, fall)
     depth *= _sine_at(note, n, freq * ratio)
-    carrier = note.shared(("phase", freq), n, lambda n, state: phase(n, freq, sr, turn=TWO_PI), copy=False)
+    carrier = note.shared(("phase", freq), n, lambda n, state: phase(n, freq, sr, turn=TWO_PI))
     return np.sin(np.add(carrier, depth, out=depth), out=depth)
 
 
@@ -215,7 +215,7 @@ def _organ(note: SoundingNote, n: np.ndarray) -> np.ndarray:
 def _drone(note: SoundingNote, n: np.ndarray) -> np.ndarray:
     tone = _detuned_saws(note, n, (-4.0, 4.0))  # filtered once for the whole voice (bus_cutoff)
     if note.controllers:
-        tone *= note.control(note.controllers[0], n)
+        tone = tone * note.control(note.controllers[0], n)
     return tone
 
 

@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 
 from ..music.score import Control, Note
-from .dsp import adsr, fade
+from .dsp import adsr, fade, sample_counts, sample_seconds
 
 STEAL_SECONDS = 0.005
 CONTROL_GLIDE_SECONDS = 0.02  # a control change glides this long, sample by sample: no zipper noise
 
-Tone = Callable[["SoundingNote", np.ndarray], np.ndarray]
+Tone = Callable[["SoundingNote", np.ndarray], np.ndarray]  # read only: it may be samples notes share
 # Samples ``n`` of a tone shared by notes (see ToneCache), given a state dict it may keep
 # between calls (a lowpass filter's memory) and must carry on from.
 Make = Callable[[np.ndarray, dict[str, Any]], np.ndarray]
@@ -141,30 +141,29 @@ class ToneCache:
         # key -> [samples (capacity grows by doubling), how many are filled, the state after them]
         self._entries: OrderedDict[Hashable, list] = OrderedDict()
 
-    def read(self, key: Hashable, lo: int, hi: int, make: Make, own: dict[str, Any] | None, copy: bool = True) -> np.ndarray:
-        """Samples ``lo`` .. ``hi`` of tone ``key``: a fresh array the caller may change, or
-        with ``copy`` False perhaps the kept samples themselves, to be read only.
+    def read(self, key: Hashable, lo: int, hi: int, make: Make, own: dict[str, Any] | None) -> np.ndarray:
+        """Samples ``lo`` .. ``hi`` of tone ``key``, to be read only: perhaps the kept samples themselves.
         ``own``: for a tone with state, the note's own state dict, which takes over past
         ``max_length`` (or if its key was dropped mid-note); None for a tone without."""
         if own is not None and "own" in own:
-            return make(np.arange(lo, hi, dtype=np.uint32), own["own"])
+            return make(sample_counts(lo, hi), own["own"])
         entry = self._entries.get(key)
         if entry is None or lo > entry[1]:
             if own is None:
                 if lo > 0 or hi > self.max_length:  # a pure tone: make what is not kept
-                    return make(np.arange(lo, hi, dtype=np.uint32), {})
+                    return make(sample_counts(lo, hi), {})
             elif lo > 0:  # dropped mid-note: make it again from the start, on the note's own
                 state: dict[str, Any] = {}
-                make(np.arange(0, lo, dtype=np.uint32), state)
+                make(sample_counts(0, lo), state)
                 own["own"] = state
-                return make(np.arange(lo, hi, dtype=np.uint32), state)
+                return make(sample_counts(lo, hi), state)
             entry = self._entries[key] = [np.empty(0, dtype=np.float32), 0, {}]
         self._entries.move_to_end(key)
         data, filled, state = entry
         end = min(hi, self.max_length)
         fresh = None
         if end > filled:
-            fresh = make(np.arange(filled, end, dtype=np.uint32), state)
+            fresh = make(sample_counts(filled, end), state)
             if end > data.size:
                 grown = np.empty(min(self.max_length, max(end, 2 * data.size)), dtype=np.float32)
                 grown[:filled] = data[:filled]
@@ -175,10 +174,10 @@ class ToneCache:
         if fresh is not None and lo == filled:
             out = fresh  # just made for this note: no copy
         else:
-            out = data[lo:end].copy() if copy else data[lo:end]
+            out = data[lo:end]
         if hi > end:  # past what is kept: the note carries on, from the state at the end
             carry = dict(state)
-            own_out = make(np.arange(max(lo, end), hi, dtype=np.uint32), carry)
+            own_out = make(sample_counts(max(lo, end), hi), carry)
             if own is not None:
                 own["own"] = carry
             out = np.concatenate((out, own_out)) if out.size else own_out
@@ -216,27 +215,26 @@ class SoundingNote:
     state: dict[str, Any] = field(default_factory=dict)
     tones: ToneCache | None = None  # tones shared with other notes; None: the note makes its own
 
-    def shared(self, key: Hashable, n: np.ndarray, make: Make, stateful: bool = False, copy: bool = True) -> np.ndarray:
+    def shared(self, key: Hashable, n: np.ndarray, make: Make, stateful: bool = False) -> np.ndarray:
         """``make`` over samples ``n`` (consecutive, from the note's start), read from the
         tones shared under ``key`` if there are any: ``key`` must name everything ``make``
-        reads. ``stateful``: ``make`` keeps state in its dict (see ToneCache.read).
-        ``copy`` False: the caller only reads the samples (they may be the kept ones)."""
+        reads. ``stateful``: ``make`` keeps state in its dict (see ToneCache.read). The
+        samples are read only (they may be the kept ones)."""
         if self.tones is None:
             return make(n, self.state)
-        return self.tones.read(key, int(n[0]), int(n[0]) + n.size, make, self.state if stateful else None, copy)
+        return self.tones.read(key, int(n[0]), int(n[0]) + n.size, make, self.state if stateful else None)
 
     def control(self, controller: int, n: np.ndarray) -> np.ndarray:
         """The controller's curve over samples ``n`` (consecutive, from the note's start)."""
         return self.lanes.curve(self.note.voice, controller, int(n[0]) + self.start, n.size)
 
-    def render(self, lo: int, hi: int) -> np.ndarray:
-        """Samples ``lo`` to ``hi`` (from the note's start) of this note, mono, at its level."""
-        n = np.arange(lo, hi, dtype=np.uint32)
-        t = np.multiply(n, np.float32(1.0 / self.sample_rate), dtype=np.float32)
+    def add_to(self, out: np.ndarray, lo: int, hi: int) -> None:
+        """Add samples ``lo`` to ``hi`` (from the note's start) of this note, mono, at its
+        level, to ``out`` (``hi - lo`` samples)."""
+        t = sample_seconds(lo, hi, self.sample_rate)
         i = self.instrument
         envelope = adsr(t, self.gate, i.attack, i.decay, i.sustain, i.release, self.level)
         if self.stolen_at is not None:
             envelope *= fade(t, self.stolen_at, STEAL_SECONDS)
-        tone = self.instrument.tone(self, n)
-        tone *= envelope
-        return tone
+        envelope *= i.tone(self, sample_counts(lo, hi))  # the tone is read only: it may be shared
+        out += envelope
