@@ -15,7 +15,7 @@ from scipy.optimize import brentq
 from scipy.signal import butter, lfilter
 from scipy.special import jv
 
-from .dsp import TWO_PI, harmonic_table, phase, saw, square, table_lookup, turns
+from .dsp import TWO_PI, harmonic_table, phase, saw, square, wavetable
 from .voice import Instrument, SoundingNote
 
 
@@ -137,12 +137,12 @@ def _bell(note: SoundingNote, n: np.ndarray) -> np.ndarray:
     return _fm(note, n, ratio=3.5, index=2.2, index_decay=0.9)
 
 
-def _filtered(note: SoundingNote, n: np.ndarray, wave: Callable[[np.ndarray, float], np.ndarray], cutoff: float) -> np.ndarray:
+def _filtered(note: SoundingNote, n: np.ndarray, wave: Callable[[np.ndarray, float, int], np.ndarray], cutoff: float) -> np.ndarray:
     """``wave`` (``saw`` or ``square``) at the note's pitch through a 2-pole lowpass at ``cutoff``."""
     freq, sr = note.freq, note.sample_rate
 
     def make(n: np.ndarray, state: dict) -> np.ndarray:
-        return _lowpass(state, wave(turns(n, freq, sr), freq / sr), cutoff, sr)
+        return _lowpass(state, wave(n, freq, sr), cutoff, sr)
 
     return note.shared((wave.__name__, freq, cutoff), n, make, stateful=True)
 
@@ -163,7 +163,7 @@ def _detuned_saws(note: SoundingNote, n: np.ndarray, cents: tuple[float, ...]) -
         out = None
         for k, c in enumerate(cents):
             f = freq * 2.0 ** (c / 1200.0)
-            wave = saw(turns(n, f, sr, offset=0.31 * k), f / sr)
+            wave = saw(n, f, sr, offset=0.31 * k)
             out = wave if out is None else np.add(out, wave, out=out)
         return out
 
@@ -200,7 +200,7 @@ def _organ(note: SoundingNote, n: np.ndarray) -> np.ndarray:
         if stops == 0:
             return np.zeros(n.size, dtype=np.float32)
         freq, sr = note.freq, note.sample_rate
-        return note.shared(("organ", freq, stops), n, lambda n, state: table_lookup(turns(n, freq, sr), *_fixed_organ_table(stops)))
+        return note.shared(("organ", freq, stops), n, lambda n, state: wavetable(n, freq, sr, *_fixed_organ_table(stops)))
     out = np.zeros(n.size, dtype=np.float32)
     for k, controller in enumerate(note.controllers[: len(ORGAN_HARMONICS)]):
         h = ORGAN_HARMONICS[k]
