@@ -6,6 +6,7 @@ block it falls in: that is what makes rendering in small blocks and in one block
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
@@ -169,13 +170,31 @@ def _first_at_or_after(t: np.ndarray, x: float) -> int:
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def adsr(t: np.ndarray, gate: float, attack: float, decay: float, sustain: float, release: float, level: float = 1.0) -> np.ndarray:
+def decay_fall(t: np.ndarray, attack: float, decay: float) -> np.ndarray:
+    """exp(-(t - attack) / decay) at times ``t`` (float32): the shape of ``adsr``'s decay,
+    from 1 at the attack's end, before its scale and the sustain."""
+    falling = np.subtract(t, np.float32(max(attack, 0.002)))
+    falling *= np.float32(-1.0 / max(decay, 1e-4))
+    return np.exp(falling, out=falling)
+
+
+def adsr(
+    t: np.ndarray,
+    gate: float,
+    attack: float,
+    decay: float,
+    sustain: float,
+    release: float,
+    level: float = 1.0,
+    fall: Callable[[int, int], np.ndarray] | None = None,
+) -> np.ndarray:
     """ADSR level at times ``t`` (seconds since note-on, ascending, float32) for a note released at ``gate``.
 
     The attack is linear (at least 2 ms, so no click), the decay exponential towards
     ``sustain``; the release falls from the level the note had reached at ``gate`` to
     exactly zero after ``release`` seconds, along (1 - x)^3, so it never clicks either.
-    The whole curve is scaled by ``level``."""
+    The whole curve is scaled by ``level``. ``fall(a, d)``: ``decay_fall`` at ``t[a:d]``,
+    where a caller keeps it (it is the same for every note of an instrument)."""
     attack = max(attack, 0.002)
     release = max(release, 0.005)
     decay = max(decay, 1e-4)
@@ -188,10 +207,8 @@ def adsr(t: np.ndarray, gate: float, attack: float, decay: float, sustain: float
     # at a sustain of 1 there is nothing to decay.
     d = a if sustain == 1.0 else max(a, min(g, _first_at_or_after(t32, attack + 12.0 * decay)))
     falling = out[a:d]
-    np.subtract(t32[a:d], np.float32(attack), out=falling)
-    falling *= np.float32(-1.0 / decay)
-    np.exp(falling, out=falling)
-    falling *= np.float32((1.0 - sustain) * level)
+    if d > a:
+        np.multiply(decay_fall(t32[a:d], attack, decay) if fall is None else fall(a, d), np.float32((1.0 - sustain) * level), out=falling)
     if sustain:
         falling += np.float32(sustain * level)
     out[d:g] = sustain * level

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..music.score import Control, Note
-from .dsp import adsr, fade, sample_counts, sample_seconds
+from .dsp import adsr, decay_fall, fade, sample_counts, sample_seconds, seconds
 
 STEAL_SECONDS = 0.005
 CONTROL_GLIDE_SECONDS = 0.02  # a control change glides this long, sample by sample: no zipper noise
@@ -233,8 +233,25 @@ class SoundingNote:
         level, to ``out`` (``hi - lo`` samples)."""
         t = sample_seconds(lo, hi, self.sample_rate)
         i = self.instrument
-        envelope = adsr(t, self.gate, i.attack, i.decay, i.sustain, i.release, self.level)
+        envelope = adsr(t, self.gate, i.attack, i.decay, i.sustain, i.release, self.level, self._fall(lo))
         if self.stolen_at is not None:
             envelope *= fade(t, self.stolen_at, STEAL_SECONDS)
         envelope *= i.tone(self, sample_counts(lo, hi))  # the tone is read only: it may be shared
         out += envelope
+
+    def _fall(self, lo: int) -> Callable[[int, int], np.ndarray] | None:
+        """``adsr``'s ``fall`` for the block from sample ``lo``: read from the shared tones
+        from the note's start (the same for every note of the instrument), where they keep it."""
+        tones, i, sr = self.tones, self.instrument, self.sample_rate
+        if tones is None:
+            return None
+
+        def make(n: np.ndarray, state: dict[str, Any]) -> np.ndarray:
+            return decay_fall(seconds(n, sr), i.attack, i.decay)
+
+        def fall(a: int, d: int) -> np.ndarray:
+            if lo + d > tones.max_length:
+                return decay_fall(sample_seconds(lo + a, lo + d, sr), i.attack, i.decay)
+            return tones.read(("decay", i.attack, i.decay, sr), 0, lo + d, make, None)[lo + a :]
+
+        return fall
