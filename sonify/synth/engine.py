@@ -22,7 +22,7 @@ from .dsp import db, midi_hz, pan_gains
 from .effects import Echo, Reverb
 from .filters import lfilter_spans
 from .instruments import INSTRUMENTS
-from .voice import CONTROL_GLIDE_SECONDS, STEAL_SECONDS, ControlLanes, Instrument, SoundingNote, ToneCache
+from .voice import CONTROL_GLIDE_SECONDS, STEAL_SECONDS, ControlLanes, Envelopes, Instrument, SoundingNote, ToneCache
 
 HEADROOM = 0.25  # the mix stays well below full scale; the master chain sets the level
 SUB = 16384  # frames the pan, sends and echo handle at a time (64 kB a row: within the core's cache)
@@ -43,6 +43,7 @@ class SynthEngine:
         self.voices = {v.name: v for v in voices}
         self.lanes = ControlLanes(self.sample_rate)
         self.tones = ToneCache()  # notes of one pitch (and velocity) read one oscillator's samples
+        self.envelopes = Envelopes()  # the notes of a chord read one envelope
         self.reverb = Reverb(self.sample_rate, settings.reverb_seconds, damping=0.55 - 0.4 * settings.brightness)
         self.echo = Echo(self.sample_rate, settings.delay_beats * 60.0 / tempo_bpm, settings.delay_feedback)
         self.pending: list[tuple[int, int, SoundingNote]] = []  # (start, order, note), sorted
@@ -143,6 +144,7 @@ class SynthEngine:
             controllers=voice.controllers,
             lanes=self.lanes,
             tones=self.tones,
+            envelopes=self.envelopes,
         )
         self._steal_for(sounding)
         if open_ended:

@@ -195,6 +195,30 @@ class ToneCache:
             self.bytes -= data.nbytes
 
 
+class Envelopes:
+    """The envelope the last note made, kept for the next one if theirs is the same (the
+    notes of a chord: one instrument, gate and level, the same block, none stolen), and a
+    buffer, reused note after note, for a note's envelope x tone."""
+
+    def __init__(self) -> None:
+        self._key: Hashable = None
+        self._envelope = np.empty(0, dtype=np.float32)
+        self._product = np.empty(0, dtype=np.float32)
+
+    def get(self, key: Hashable, make: Callable[[], np.ndarray]) -> np.ndarray:
+        """The envelope ``make`` makes (``key`` names everything it reads), read only."""
+        if key != self._key:
+            self._envelope, self._key = make(), key
+            self._envelope.flags.writeable = False
+        return self._envelope
+
+    def product(self, size: int) -> np.ndarray:
+        """A buffer of ``size`` samples, float32, for one note's product."""
+        if self._product.size < size:
+            self._product = np.empty(size, dtype=np.float32)
+        return self._product[:size]
+
+
 @dataclass
 class SoundingNote:
     """A note being played, with everything its instrument needs."""
@@ -214,6 +238,7 @@ class SoundingNote:
     stolen_at: float | None = None  # seconds from start
     state: dict[str, Any] = field(default_factory=dict)
     tones: ToneCache | None = None  # tones shared with other notes; None: the note makes its own
+    envelopes: Envelopes = field(default_factory=Envelopes)  # the engine's, shared by its notes
 
     def shared(self, key: Hashable, n: np.ndarray, make: Make, stateful: bool = False) -> np.ndarray:
         """``make`` over samples ``n`` (consecutive, from the note's start), read from the
@@ -231,13 +256,19 @@ class SoundingNote:
     def add_to(self, out: np.ndarray, lo: int, hi: int) -> None:
         """Add samples ``lo`` to ``hi`` (from the note's start) of this note, mono, at its
         level, to ``out`` (``hi - lo`` samples)."""
+        i = self.instrument
+        key = (i.attack, i.decay, i.sustain, i.release, self.gate, self.level, self.stolen_at, lo, hi, self.sample_rate)
+        envelope = self.envelopes.get(key, lambda: self._envelope(lo, hi))
+        out += np.multiply(envelope, i.tone(self, sample_counts(lo, hi)), out=self.envelopes.product(hi - lo))
+
+    def _envelope(self, lo: int, hi: int) -> np.ndarray:
+        """The note's envelope (level included) at samples ``lo`` to ``hi``."""
         t = sample_seconds(lo, hi, self.sample_rate)
         i = self.instrument
         envelope = adsr(t, self.gate, i.attack, i.decay, i.sustain, i.release, self.level, self._fall(lo))
         if self.stolen_at is not None:
             envelope *= fade(t, self.stolen_at, STEAL_SECONDS)
-        envelope *= i.tone(self, sample_counts(lo, hi))  # the tone is read only: it may be shared
-        out += envelope
+        return envelope
 
     def _fall(self, lo: int) -> Callable[[int, int], np.ndarray] | None:
         """``adsr``'s ``fall`` for the block from sample ``lo``: read from the shared tones
