@@ -11,6 +11,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -119,12 +120,26 @@ class ControlLanes:
                 v0, v1 = values[k], values[k + 1]
                 if v0 == v1:
                     out[pos - start : stop - start] = v0
+                elif stop > pos and times[k].is_integer():
+                    first = int(times[k])
+                    shape = _smoothstep(times[k + 1] - times[k])
+                    out[pos - start : stop - start] = v0 + (v1 - v0) * shape[pos - first : stop - first]
                 elif stop > pos:
                     u = (np.arange(pos, stop, dtype=np.float64) - times[k]) / (times[k + 1] - times[k])
                     out[pos - start : stop - start] = v0 + (v1 - v0) * (u * u * (3.0 - 2.0 * u))
             pos = max(pos, stop)
             k += 1
         return out
+
+
+@lru_cache(maxsize=64)
+def _smoothstep(span: float) -> np.ndarray:
+    """3u^2 - 2u^3 at u = j / ``span`` for j = 0, 1, 2 .. past ``span``, as ``ControlLanes``
+    computes it (float64): a glide from a whole sample, read from its first sample on."""
+    u = np.arange(0, math.ceil(span) + 2, dtype=np.float64) / span
+    shape = u * u * (3.0 - 2.0 * u)
+    shape.flags.writeable = False
+    return shape
 
 
 class ToneCache:
