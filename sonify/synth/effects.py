@@ -81,31 +81,33 @@ class Reverb:
         ``add_to`` is returned."""
         mono, self.filter_state = lfilter(self.b, self.a, block, zi=self.filter_state)
         out = np.empty((2, block.size), dtype=np.float32) if add_to is None else add_to
-        for start in range(0, block.size, self.chunk):
-            stop = min(start + self.chunk, block.size)
-            taps = self._chunk(mono[start:stop])
+        n, chunk, longest, matrix = len(self.lengths), self.chunk, self.longest, self.matrix
+        ahead, mixed_all = self.ahead, self._mixed
+        width, injected = ahead.shape[1], ahead[n]
+        lines = [(ahead[line], length) for line, length in enumerate(self.lengths)]
+        p = self.at
+        for start in range(0, block.size, chunk):
+            stop = min(start + chunk, block.size)
+            m = stop - start
+            if p + longest + m > width:
+                # The columns ran out: move the part still ahead back to the start.
+                ahead[:n, :longest] = ahead[:n, p : p + longest]
+                p = 0
+            injected[p : p + m] = mono[start:stop]
+            mixed = mixed_all[: (n + 2) * m].reshape(n + 2, m)
+            np.matmul(matrix, ahead[:, p : p + m], out=mixed)
+            for (row, length), fed in zip(lines, mixed):
+                row[p + length : p + length + m] = fed
+            taps = mixed[n:]
             if add_to is None:
                 out[:, start:stop] = taps
-                continue
-            if scale is not None:
-                taps *= scale
-            out[:, start:stop] += taps
+            else:
+                if scale is not None:
+                    taps *= scale
+                out[:, start:stop] += taps
+            p += m
+        self.at = p
         return out
-
-    def _chunk(self, x: np.ndarray) -> np.ndarray:
-        """The two output taps for the chunk ``x`` (a view of a buffer the next chunk reuses)."""
-        m, n, ahead, longest = x.size, len(self.lengths), self.ahead, self.longest
-        p = self.at
-        if p + longest + m > ahead.shape[1]:
-            ahead[:n, :longest] = ahead[:n, p : p + longest]
-            p = 0
-        ahead[n, p : p + m] = x
-        mixed = self._mixed[: (n + 2) * m].reshape(n + 2, m)
-        np.matmul(self.matrix, ahead[:, p : p + m], out=mixed)
-        for line, length in enumerate(self.lengths):
-            ahead[line, p + length : p + length + m] = mixed[line]
-        self.at = p + m
-        return mixed[n:]
 
 
 class Echo:
