@@ -13,25 +13,6 @@ from scipy.signal import butter, lfilter
 _FDN_MS = (79.3, 86.9, 93.7, 101.3, 109.9, 118.1, 127.3, 137.9)
 
 
-def _read(buffer: np.ndarray, start: int, m: int) -> np.ndarray:
-    """``m`` samples of a ring buffer (last axis) from ``start``, wrapping around."""
-    n = buffer.shape[-1]
-    start %= n
-    if start + m <= n:
-        return buffer[..., start : start + m].copy()
-    return np.concatenate([buffer[..., start:], buffer[..., : start + m - n]], axis=-1)
-
-
-def _write(buffer: np.ndarray, start: int, values: np.ndarray) -> None:
-    n, m = buffer.shape[-1], values.shape[-1]
-    start %= n
-    if start + m <= n:
-        buffer[..., start : start + m] = values
-    else:
-        buffer[..., start:] = values[..., : n - start]
-        buffer[..., : start + m - n] = values[..., n - start :]
-
-
 class Reverb:
     """An 8-line feedback delay network with an orthogonal (Hadamard) feedback matrix.
 
@@ -130,12 +111,18 @@ class Echo:
     def process(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """The echoes of ``block``, (2, frames), into ``out`` when given."""
         out = np.empty((2, block.size), dtype=np.float32) if out is None else out
-        for start in range(0, block.size, self.length):
-            stop = min(start + self.length, block.size)
-            delayed = _read(self.buffer, self.position, stop - start)
-            fed = delayed[::-1] * np.float32(self.feedback)
-            fed[0] += block[start:stop]
-            _write(self.buffer, self.position, fed)
-            out[:, start:stop] = delayed
-            self.position += stop - start
+        buffer, feedback = self.buffer, np.float32(self.feedback)
+        done = 0
+        while done < block.size:
+            # One stretch of the ring without a wrap: each sample is read out before the
+            # sample that goes round again (crossed over, ``feedback`` quieter) takes its place.
+            at = self.position % self.length
+            stop = done + min(self.length - at, block.size - done)
+            held, delayed = buffer[:, at : at + stop - done], out[:, done:stop]
+            np.copyto(delayed, held)
+            np.multiply(delayed[1], feedback, out=held[0])
+            held[0] += block[done:stop]
+            np.multiply(delayed[0], feedback, out=held[1])
+            self.position += stop - done
+            done = stop
         return out
