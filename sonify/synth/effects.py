@@ -26,8 +26,9 @@ class Reverb:
     chunk position c, so a chunk reads all eight lines as one slice, and each line's new
     input is written where it will come out, ``length`` columns on. One matrix product per
     chunk gives the lines' inputs (feedback plus the injected signal, a ninth row of the
-    buffer) and the two output taps. When the columns run out, the part still ahead is
-    moved back to the start."""
+    buffer). A column is not written again once read, so the two output taps are one product
+    per stretch of columns, up to the point where the columns run out and the part still
+    ahead is moved back to the start."""
 
     def __init__(self, sample_rate: int, seconds: float, damping: float = 0.3):
         self.lengths = [round(ms * sample_rate / 1000.0) for ms in _FDN_MS]
@@ -51,44 +52,55 @@ class Reverb:
 
     def reset(self) -> None:
         self.longest = longest = max(self.lengths)
-        self.ahead = np.zeros((len(self.lengths) + 1, longest + 8 * self.chunk), dtype=np.float32)
-        self._mixed = np.empty((len(self.lengths) + 2) * self.chunk, dtype=np.float32)  # one chunk's product
+        ahead_width = longest + 8 * self.chunk
+        self.ahead = np.zeros((len(self.lengths) + 1, ahead_width), dtype=np.float32)
+        self._fed = np.empty(len(self.lengths) * self.chunk, dtype=np.float32)  # one chunk's line inputs
+        self._taps = np.empty((2, ahead_width - longest), dtype=np.float32)  # one stretch's outputs
         self.at = 0  # the column of the next sample
         self.filter_state = np.zeros(1, dtype=np.float32)
 
     def process(self, block: np.ndarray, add_to: np.ndarray | None = None, scale: np.float32 | None = None) -> np.ndarray:
         """The reverb of ``block``, (2, frames); with ``add_to``, that times ``scale`` is added
-        into ``add_to`` (2, frames) instead, chunk by chunk while it is in the cache, and
+        into ``add_to`` (2, frames) instead, stretch by stretch while it is in the cache, and
         ``add_to`` is returned."""
         mono, self.filter_state = lfilter(self.b, self.a, block, zi=self.filter_state)
         out = np.empty((2, block.size), dtype=np.float32) if add_to is None else add_to
-        n, chunk, longest, matrix = len(self.lengths), self.chunk, self.longest, self.matrix
-        ahead, mixed_all = self.ahead, self._mixed
+        n, chunk, longest, feeding = len(self.lengths), self.chunk, self.longest, self.matrix[: len(self.lengths)]
+        ahead, fed_all = self.ahead, self._fed
         width, injected = ahead.shape[1], ahead[n]
         lines = [(ahead[line], length) for line, length in enumerate(self.lengths)]
-        p = self.at
+        p = first = self.at  # the next column, and the first one not tapped yet
         for start in range(0, block.size, chunk):
-            stop = min(start + chunk, block.size)
-            m = stop - start
+            m = min(chunk, block.size - start)
             if p + longest + m > width:
-                # The columns ran out: move the part still ahead back to the start.
+                self._tap(out, start - (p - first), first, p, add_to is not None, scale)
                 ahead[:n, :longest] = ahead[:n, p : p + longest]
-                p = 0
-            injected[p : p + m] = mono[start:stop]
-            mixed = mixed_all[: (n + 2) * m].reshape(n + 2, m)
-            np.matmul(matrix, ahead[:, p : p + m], out=mixed)
-            for (row, length), fed in zip(lines, mixed):
-                row[p + length : p + length + m] = fed
-            taps = mixed[n:]
-            if add_to is None:
-                out[:, start:stop] = taps
-            else:
-                if scale is not None:
-                    taps *= scale
-                out[:, start:stop] += taps
+                p = first = 0
+            injected[p : p + m] = mono[start : start + m]
+            fed = fed_all[: n * m].reshape(n, m)
+            np.matmul(feeding, ahead[:, p : p + m], out=fed)
+            for (row, length), line in zip(lines, fed):
+                row[p + length : p + length + m] = line
             p += m
+        self._tap(out, block.size - (p - first), first, p, add_to is not None, scale)
         self.at = p
         return out
+
+    def _tap(self, out: np.ndarray, at: int, lo: int, hi: int, add: bool, scale: np.float32 | None) -> None:
+        """The two outputs of the buffer's columns ``lo:hi`` into ``out`` from column ``at``:
+        written there, or with ``add``, times ``scale`` and added (the floats a chunk's own
+        taps would give: each output sample is the same dot product)."""
+        if hi == lo:
+            return
+        tapping, into = self.matrix[len(self.lengths) :], out[:, at : at + hi - lo]
+        if not add:
+            np.matmul(tapping, self.ahead[:, lo:hi], out=into)
+            return
+        taps = self._taps[:, : hi - lo]
+        np.matmul(tapping, self.ahead[:, lo:hi], out=taps)
+        if scale is not None:
+            taps *= scale
+        into += taps
 
 
 class Echo:
