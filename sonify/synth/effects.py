@@ -13,25 +13,6 @@ from scipy.signal import butter, lfilter
 _FDN_MS = (79.3, 86.9, 93.7, 101.3, 109.9, 118.1, 127.3, 137.9)
 
 
-def _read(buffer: np.ndarray, start: int, m: int) -> np.ndarray:
-    """``m`` samples of a ring buffer (last axis) from ``start``, wrapping around."""
-    n = buffer.shape[-1]
-    start %= n
-    if start + m <= n:
-        return buffer[..., start : start + m].copy()
-    return np.concatenate([buffer[..., start:], buffer[..., : start + m - n]], axis=-1)
-
-
-def _write(buffer: np.ndarray, start: int, values: np.ndarray) -> None:
-    n, m = buffer.shape[-1], values.shape[-1]
-    start %= n
-    if start + m <= n:
-        buffer[..., start : start + m] = values
-    else:
-        buffer[..., start:] = values[..., : n - start]
-        buffer[..., : start + m - n] = values[..., n - start :]
-
-
 class Reverb:
     """An 8-line feedback delay network with an orthogonal (Hadamard) feedback matrix.
 
@@ -45,8 +26,9 @@ class Reverb:
     chunk position c, so a chunk reads all eight lines as one slice, and each line's new
     input is written where it will come out, ``length`` columns on. One matrix product per
     chunk gives the lines' inputs (feedback plus the injected signal, a ninth row of the
-    buffer) and the two output taps. When the columns run out, the part still ahead is
-    moved back to the start."""
+    buffer). A column is not written again once read, so the two output taps are one product
+    per stretch of columns, up to the point where the columns run out and the part still
+    ahead is moved back to the start."""
 
     def __init__(self, sample_rate: int, seconds: float, damping: float = 0.3):
         self.lengths = [round(ms * sample_rate / 1000.0) for ms in _FDN_MS]
@@ -70,42 +52,57 @@ class Reverb:
 
     def reset(self) -> None:
         self.longest = longest = max(self.lengths)
-        self.ahead = np.zeros((len(self.lengths) + 1, longest + 8 * self.chunk), dtype=np.float32)
-        self._mixed = np.empty((len(self.lengths) + 2) * self.chunk, dtype=np.float32)  # one chunk's product
+        ahead_width = longest + 8 * self.chunk
+        self.ahead = np.zeros((len(self.lengths) + 1, ahead_width), dtype=np.float32)
+        self._fed = np.empty(len(self.lengths) * self.chunk, dtype=np.float32)  # one chunk's line inputs
+        self._taps = np.empty((2, ahead_width - longest), dtype=np.float32)  # one stretch's outputs
         self.at = 0  # the column of the next sample
         self.filter_state = np.zeros(1, dtype=np.float32)
 
     def process(self, block: np.ndarray, add_to: np.ndarray | None = None, scale: np.float32 | None = None) -> np.ndarray:
         """The reverb of ``block``, (2, frames); with ``add_to``, that times ``scale`` is added
-        into ``add_to`` (2, frames) instead, chunk by chunk while it is in the cache, and
+        into ``add_to`` (2, frames) instead, stretch by stretch while it is in the cache, and
         ``add_to`` is returned."""
         mono, self.filter_state = lfilter(self.b, self.a, block, zi=self.filter_state)
         out = np.empty((2, block.size), dtype=np.float32) if add_to is None else add_to
-        for start in range(0, block.size, self.chunk):
-            stop = min(start + self.chunk, block.size)
-            taps = self._chunk(mono[start:stop])
-            if add_to is None:
-                out[:, start:stop] = taps
-                continue
-            if scale is not None:
-                taps *= scale
-            out[:, start:stop] += taps
+        n, chunk, longest, feeding = len(self.lengths), self.chunk, self.longest, self.matrix[: len(self.lengths)]
+        ahead, fed_all = self.ahead, self._fed
+        # The chunk's copies go through memoryviews (float32 on both sides): a plain memcpy,
+        # with less to do per call than numpy's slice assignment.
+        width, injected, fed_view = ahead.shape[1], memoryview(ahead[n]), memoryview(fed_all)
+        mono_view = memoryview(mono.astype(np.float32, copy=False))
+        lines = [(memoryview(ahead[line]), length) for line, length in enumerate(self.lengths)]
+        p = first = self.at  # the next column, and the first one not tapped yet
+        for start in range(0, block.size, chunk):
+            m = min(chunk, block.size - start)
+            if p + longest + m > width:
+                self._tap(out, start - (p - first), first, p, add_to is not None, scale)
+                ahead[:n, :longest] = ahead[:n, p : p + longest]
+                p = first = 0
+            injected[p : p + m] = mono_view[start : start + m]
+            np.matmul(feeding, ahead[:, p : p + m], out=fed_all[: n * m].reshape(n, m))
+            for i, (row, length) in enumerate(lines):
+                row[p + length : p + length + m] = fed_view[i * m : (i + 1) * m]
+            p += m
+        self._tap(out, block.size - (p - first), first, p, add_to is not None, scale)
+        self.at = p
         return out
 
-    def _chunk(self, x: np.ndarray) -> np.ndarray:
-        """The two output taps for the chunk ``x`` (a view of a buffer the next chunk reuses)."""
-        m, n, ahead, longest = x.size, len(self.lengths), self.ahead, self.longest
-        p = self.at
-        if p + longest + m > ahead.shape[1]:
-            ahead[:n, :longest] = ahead[:n, p : p + longest]
-            p = 0
-        ahead[n, p : p + m] = x
-        mixed = self._mixed[: (n + 2) * m].reshape(n + 2, m)
-        np.matmul(self.matrix, ahead[:, p : p + m], out=mixed)
-        for line, length in enumerate(self.lengths):
-            ahead[line, p + length : p + length + m] = mixed[line]
-        self.at = p + m
-        return mixed[n:]
+    def _tap(self, out: np.ndarray, at: int, lo: int, hi: int, add: bool, scale: np.float32 | None) -> None:
+        """The two outputs of the buffer's columns ``lo:hi`` into ``out`` from column ``at``:
+        written there, or with ``add``, times ``scale`` and added (the floats a chunk's own
+        taps would give: each output sample is the same dot product)."""
+        if hi == lo:
+            return
+        tapping, into = self.matrix[len(self.lengths) :], out[:, at : at + hi - lo]
+        if not add:
+            np.matmul(tapping, self.ahead[:, lo:hi], out=into)
+            return
+        taps = self._taps[:, : hi - lo]
+        np.matmul(tapping, self.ahead[:, lo:hi], out=taps)
+        if scale is not None:
+            taps *= scale
+        into += taps
 
 
 class Echo:
@@ -128,12 +125,18 @@ class Echo:
     def process(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """The echoes of ``block``, (2, frames), into ``out`` when given."""
         out = np.empty((2, block.size), dtype=np.float32) if out is None else out
-        for start in range(0, block.size, self.length):
-            stop = min(start + self.length, block.size)
-            delayed = _read(self.buffer, self.position, stop - start)
-            fed = delayed[::-1] * np.float32(self.feedback)
-            fed[0] += block[start:stop]
-            _write(self.buffer, self.position, fed)
-            out[:, start:stop] = delayed
-            self.position += stop - start
+        buffer, feedback = self.buffer, np.float32(self.feedback)
+        done = 0
+        while done < block.size:
+            # One stretch of the ring without a wrap: each sample is read out before the
+            # sample that goes round again (crossed over, ``feedback`` quieter) takes its place.
+            at = self.position % self.length
+            stop = done + min(self.length - at, block.size - done)
+            held, delayed = buffer[:, at : at + stop - done], out[:, done:stop]
+            np.copyto(delayed, held)
+            np.multiply(delayed[1], feedback, out=held[0])
+            held[0] += block[done:stop]
+            np.multiply(delayed[0], feedback, out=held[1])
+            self.position += stop - done
+            done = stop
         return out

@@ -64,8 +64,9 @@ class SynthEngine:
                 b, a = butter(2, min(cutoff(settings.brightness), 0.45 * self.sample_rate) / (self.sample_rate / 2.0))
                 self.bus_filters[voice.name] = (b.astype(np.float32), a.astype(np.float32), np.zeros(2, dtype=np.float32))
         self.open_notes: dict[tuple, SoundingNote] = {}
-        self._sends = np.empty((2, 0), dtype=np.float32)  # the reverb and echo sends, reused
-        self._scaled = np.empty(SUB, dtype=np.float32)  # a bus times a gain, one piece
+        self._wet = np.empty(0, dtype=np.float32)  # the reverb send, reused
+        self._rows = np.empty((4, SUB), dtype=np.float32)  # dry left and right, reverb and echo send: one piece
+        self._products = np.empty((4, SUB), dtype=np.float32)  # a bus times its gains, one piece
         self._echoes = np.empty((2, SUB), dtype=np.float32)  # the echo's output, one piece
         self._echo_fed = False  # whether a voice has sent to the echo yet (until then it is silent)
         self._later: Iterator[Note] = iter(())  # a Score's notes not taken up yet (for_score), in order
@@ -256,11 +257,30 @@ class SynthEngine:
             self.bus_filters[name] = (b, a, state)
         return buses
 
-    def _echo_runs(self, plan: list[tuple[np.ndarray, list[tuple[float, int]]]]) -> bool:
+    def _plan(self, buses: dict[str, np.ndarray]) -> list[tuple[np.ndarray, int, int, np.ndarray]]:
+        """What each bus adds to the four rows (dry left, dry right, reverb send, echo send):
+        ``(bus, first, end, gains)`` for each run of rows ``first:end`` the voice's gains are
+        nonzero in, ``gains`` a float32 column (the floats ``into += gain * bus`` uses), so a
+        run is one product and one sum; the runs in the order of the buses."""
+        plan = []
+        for name, bus in buses.items():
+            voice = self.voices[name]
+            gains = (*pan_gains(voice.pan), voice.reverb, voice.delay)
+            first = 0
+            while first < len(gains):
+                end = first
+                while end < len(gains) and gains[end]:
+                    end += 1
+                if end > first:
+                    plan.append((bus, first, end, np.array(gains[first:end], dtype=np.float32)[:, None]))
+                first = end + 1
+        return plan
+
+    def _echo_runs(self, plan: list[tuple[np.ndarray, int, int, np.ndarray]]) -> bool:
         """Whether the echo runs in this block: once a voice has sent to it (``plan``'s row 3).
         Until then it holds zeros and gives zeros, and adding +0.0 to a sum that started at
         +0.0 changes no bit: it is left out (its clock still runs)."""
-        self._echo_fed = self._echo_fed or any(row == 3 for _, gains in plan for _, row in gains)
+        self._echo_fed = self._echo_fed or any(end == 4 for _, _, end, _ in plan)
         return self._echo_fed
 
     def _effects(self, buses: dict[str, np.ndarray], frames: int, dry: np.ndarray | None = None) -> np.ndarray:
@@ -272,38 +292,34 @@ class SynthEngine:
         gets the same operations in the same order as over the whole block. ``dry``: the
         (2, frames) array to make the block in."""
         dry = np.empty((2, frames), dtype=np.float32) if dry is None else dry
-        if self._sends.shape[1] < frames:
+        if self._wet.size < frames:
             # Kept from block to block: fresh 1 MB temporaries cost a page fault every 4 kB.
-            self._sends = np.empty((2, frames), dtype=np.float32)
-        wet_reverb, wet_echo = self._sends[:, :frames]
-        plan = []  # (bus, [(gain, output row)]): dry left, dry right, reverb send, echo send
-        for name, bus in buses.items():
-            voice = self.voices[name]
-            gains = (*pan_gains(voice.pan), voice.reverb, voice.delay)
-            plan.append((bus, [(gain, row) for row, gain in enumerate(gains) if gain]))
+            self._wet = np.empty(frames, dtype=np.float32)
+        wet_reverb = self._wet[:frames]
+        plan = self._plan(buses)
         echoing = self._echo_runs(plan)
-        scaled, echoes = self._scaled, self._echoes
         for lo in range(0, frames, SUB):
             hi = min(lo + SUB, frames)
-            outs = (dry[0, lo:hi], dry[1, lo:hi], wet_reverb[lo:hi], wet_echo[lo:hi])
-            for out in outs if echoing else outs[:3]:
-                out.fill(0.0)
-            product = scaled[: hi - lo]
-            for bus, gains in plan:
-                piece = bus[lo:hi]
-                for gain, row in gains:  # the same floats as ``into += gain * bus``
-                    into = outs[row]
-                    into += np.multiply(piece, gain, out=product)
-            if not echoing:
+            rows, products = self._rows[:, : hi - lo], self._products[:, : hi - lo]
+            (rows if echoing else rows[:3]).fill(0.0)
+            for bus, first, end, gains in plan:
+                into = rows[first:end]
+                into += np.multiply(bus[lo:hi], gains, out=products[: end - first])
+            if echoing:
+                self._echo_into(rows)
+            else:
                 self.echo.pass_silence(hi - lo)
-                continue
-            echo = echoes[:, : hi - lo]
-            self.echo.process(wet_echo[lo:hi], out=echo)
-            dry[:, lo:hi] += echo
-            # The reverb hears the sends and a quarter of each echo (the mean of both sides, half as loud).
-            echo[0] += echo[1]
-            echo[0] *= np.float32(0.25)
-            send = outs[2]
-            send += echo[0]
+            dry[:, lo:hi] = rows[:2]
+            wet_reverb[lo:hi] = rows[2]
         self.reverb.process(wet_reverb, add_to=dry, scale=np.float32(self.settings.reverb_mix * 2.0))
         return dry.T
+
+    def _echo_into(self, rows: np.ndarray) -> None:
+        """Run the echo on one piece's echo send (row 3) and add it to the dry rows and, a
+        quarter of each echo (the mean of both sides, half as loud), to the reverb send."""
+        echo = self._echoes[:, : rows.shape[1]]
+        self.echo.process(rows[3], out=echo)
+        rows[:2] += echo
+        echo[0] += echo[1]
+        echo[0] *= np.float32(0.25)
+        rows[2] += echo[0]
