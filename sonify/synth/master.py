@@ -220,6 +220,13 @@ def _segment_peaks(x: np.ndarray, size: int) -> np.ndarray:
     return peaks
 
 
+def _in_rows(x: np.ndarray) -> bool:
+    """Whether a (frames, channels) block keeps each channel's frames next to each other
+    (a view of a (channels, frames) array, whether that is its own or a slice of a longer
+    piece's), so that it is read channel by channel."""
+    return x.ndim == 2 and x.shape[1] > 1 and x.strides[0] == x.itemsize
+
+
 class Limiter:
     """A look-ahead true-peak limiter for (frames, channels) blocks, state carried across blocks.
 
@@ -365,7 +372,7 @@ class Limiter:
         history = np.empty((held + m, *x.shape[1:]), dtype=np.float32)
         history[:held] = self.input_history
         into = history[held:]
-        if x.ndim == 2 and not x.flags.c_contiguous and x.T.flags.c_contiguous:
+        if _in_rows(x):
             # The engine's blocks are (frames, 2) views of (2, frames) arrays: read them row
             # by row (a third of the time of reading two floats from each of two rows).
             x, into = x.T, into.T
