@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.signal import sosfilt
 
-from sonify.synth.master import Limiter
+from sonify.synth.master import Limiter, LoudnessMeter
 
 SR = 48000
 
@@ -38,3 +39,43 @@ def test_limiter_reads_slices_of_a_longer_piece_as_it_reads_copies(gain):
         outs.append(np.concatenate(out))
         assert limiter.engaged  # the gain has acted: the general path, not a plain delay
     assert outs[0].tobytes() == outs[1].tobytes() == outs[2].tobytes()
+
+
+def _reference_steps(squares: np.ndarray, cuts: list[int], step: int) -> tuple[np.ndarray, np.ndarray]:
+    """The steps and the open step's sum the meter keeps for blocks ending at ``cuts`` of
+    (channels, frames) ``squares``: each block's part of a step summed on its own, in one
+    sum, and the parts added in order."""
+    steps, partial, filled, lo = [], np.zeros(squares.shape[0]), 0, 0
+    for hi in cuts:
+        at = lo
+        while at < hi:
+            end = min(hi, at + step - filled)
+            partial = partial + squares[:, at:end].sum(axis=1)  # 0.0 + x is x: a whole step's one sum
+            filled += end - at
+            if filled == step:
+                steps.append(partial)
+                partial, filled = np.zeros(squares.shape[0]), 0
+            at = end
+        lo = hi
+    return np.array(steps), partial
+
+
+def test_meter_gives_the_steps_of_its_blocks_whatever_their_size():
+    """The meter, squaring and summing a few steps at a time, keeps the steps of the plain
+    computation (the block's squares at once, a step cut by a block edge summed in parts),
+    for blocks that are views of the piece's (2, frames) array or C-ordered copies."""
+    piece = _loud_noise(11 * 4800 + 1234, seed=3)
+    weighted = sosfilt(LoudnessMeter(SR).sos, piece, axis=-1).astype(np.float32)
+    squares = np.square(weighted, dtype=np.float64)
+    for sizes in ([piece.shape[1]], [1, 4799, 4800, 4801, 17, 38400, 3 * 4800 + 5, 262], [9600, 4800 * 5, 4800]):
+        cuts = list(np.cumsum(sizes * (piece.shape[1] // sum(sizes) + 1)))
+        cuts = [c for c in cuts if c < piece.shape[1]] + [piece.shape[1]]
+        steps, partial = _reference_steps(squares, cuts, 4800)
+        for layout in ("slice", "copy"):
+            meter, lo = LoudnessMeter(SR), 0
+            for hi in cuts:
+                block = piece[:, lo:hi].T
+                meter.process(np.ascontiguousarray(block) if layout == "copy" else block)
+                lo = hi
+            assert meter.steps.tobytes() == steps.tobytes()
+            assert meter.partial.tobytes() == partial.tobytes() and meter.filled == 1234

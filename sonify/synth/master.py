@@ -62,13 +62,15 @@ class LoudnessMeter:
         self.count = 0
         self.partial = np.zeros(channels)
         self.filled = 0
-        # Kept from block to block (fresh megabytes each block cost a page fault every 4 kB):
-        # the weighted block and its squares, channels as rows.
+        # Kept from block to block: a few steps of the weighted signal and of their squares,
+        # small enough to stay in the core's cache between the filter, the squares and the sums.
         self._weighted = np.empty(0, dtype=np.float32)
         self._squares = np.empty(0)
 
+    PIECE_STEPS = 8  # steps filtered, squared and summed at a time
+
     def _buffers(self, channels: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
-        """The kept (channels, frames) buffers for the weighted block and its squares."""
+        """The kept (channels, frames) buffers for a piece of the weighted signal and its squares."""
         if self._weighted.size < channels * frames:
             self._weighted = np.empty(channels * frames, dtype=np.float32)
             self._squares = np.empty(channels * frames)
@@ -81,11 +83,21 @@ class LoudnessMeter:
         block = np.asarray(block, dtype=np.float32)
         if block.ndim == 1:
             block = block[:, None]
-        frames, channels = block.shape
+        # A few steps at a time, each piece ending where a step ends (or the block does):
+        # every step is summed over the same values in the same order as in one piece.
+        at = 0
+        while at < block.shape[0]:
+            end = min(block.shape[0], at + self.PIECE_STEPS * self.step - self.filled)
+            self._measure(block[at:end])
+            at = end
+
+    def _measure(self, piece: np.ndarray) -> None:
+        """Weight ``piece`` (frames, channels) and add its squares to the steps."""
+        frames, channels = piece.shape
         weighted, squares = self._buffers(channels, frames)
         # Channels as rows: each filtered along contiguous memory (the engine's blocks are
         # (frames, 2) views of (2, frames) arrays, so this copy reads them in order).
-        np.copyto(weighted, block.T)
+        np.copyto(weighted, piece.T)
         if _sosfilt is not None:
             _sosfilt(self.sos, weighted, self.state)  # in place, the state too
         else:
