@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.signal import sosfilt
 
-from sonify.synth.master import Limiter, LoudnessMeter
+from sonify.synth.master import Collect, Limiter, LoudnessMeter, integrated_loudness, master_passes
 
 SR = 48000
 
@@ -79,3 +79,58 @@ def test_meter_gives_the_steps_of_its_blocks_whatever_their_size():
                 lo = hi
             assert meter.steps.tobytes() == steps.tobytes()
             assert meter.partial.tobytes() == partial.tobytes() and meter.filled == 1234
+
+
+class _Copies:
+    """A sink that keeps a copy of every block it is given (as a file or an encoder would use them)."""
+
+    def __init__(self) -> None:
+        self.blocks: list[np.ndarray] = []
+
+    def begin(self) -> None:
+        self.blocks = []
+
+    def write(self, block: np.ndarray) -> None:
+        self.blocks.append(block.copy())
+
+    def end(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("loudness", [-30.0, -9.0])
+def test_a_piece_limited_in_the_collected_array_is_the_piece_limited_block_by_block(loudness):
+    """master_passes into a Collect that knows the piece's length (the limiter works in its
+    array while it has not acted) gives the bytes of a Collect that keeps the blocks, and a
+    sink beside it gets the same blocks; quiet (the limiter never acts) and loud (it starts
+    acting in the middle of the piece, after blocks made in place)."""
+    piece = _loud_noise(5 * 30000 + 77, seed=5)
+    piece[:, : 2 * 30000] *= np.float32(0.05)  # quiet first: the limiter acts from the third block
+    blocks = [piece[:, i : i + 30000].T for i in range(0, piece.shape[1], 30000)]
+    inside, kept, beside = Collect(frames=piece.shape[1]), Collect(), _Copies()
+    master_passes(lambda: iter(blocks), SR, loudness, -1.0, [inside, beside])
+    master_passes(lambda: iter(blocks), SR, loudness, -1.0, [kept])
+    assert inside.audio().tobytes() == kept.audio().tobytes() == np.concatenate(beside.blocks).tobytes()
+    assert inside.audio().shape == piece.T.shape
+    limiter = Limiter(SR, -1.0)
+    for block in blocks:
+        limiter.process(block, np.float32(10.0 ** ((loudness - integrated_loudness(piece.T, SR)) / 20.0)))
+    assert limiter.engaged == (loudness == -9.0)
+
+
+def test_process_into_gives_what_process_gives():
+    """Limiter.process_into, block after block in one array, gives the samples ``process``
+    gives, including the block where the limiter starts to act and the blocks after it."""
+    piece = _loud_noise(4 * 20000, seed=7)
+    piece[:, :20000] *= np.float32(0.05)  # the burst at 26666: the limiter acts in the first block made in place
+    gain = np.float32(1.5)
+    plain, placed = Limiter(SR, -1.0), Limiter(SR, -1.0)
+    into = np.zeros((piece.shape[1], 2), dtype=np.float32)
+    first = piece[:, :20000].T
+    assert plain.process(first, gain).tobytes() == placed.process(first, gain).tobytes()
+    for at in range(20000, piece.shape[1], 20000):
+        block = piece[:, at : at + 20000].T
+        engaged = placed.engaged
+        expected = plain.process(block, gain)
+        got = placed.process_into(block, gain, into, at) if not engaged else placed.process(block, gain)
+        assert got.tobytes() == expected.tobytes()
+    assert placed.engaged
