@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import sosfilt
 
 from sonify.synth.master import Collect, Limiter, LoudnessMeter, integrated_loudness, master_passes
@@ -134,3 +135,20 @@ def test_process_into_gives_what_process_gives():
         got = placed.process_into(block, gain, into, at) if not engaged else placed.process(block, gain)
         assert got.tobytes() == expected.tobytes()
     assert placed.engaged
+
+
+def test_groups_peak_is_the_largest_value_between_samples_of_the_groups_windows():
+    """Limiter._groups_peak (a banded product over each group's samples, the region's edges
+    apart) gives the largest magnitude ``_between`` finds for the windows ending in the
+    given groups of 16 samples, those at the region's start and end among them."""
+    limiter = Limiter(SR, -1.0)
+    region = _loud_noise(16 * 300 + 7, seed=11).T
+    width = limiter.TAPS_PER_PHASE
+    views = sliding_window_view(region, width, axis=0)
+    last = -(-region.shape[0] // 16) - 1
+    for groups in ([0], [1], [2, 3], [last], [last - 1, last], [0, 5, 17, 150, 299, last], list(range(last + 1))):
+        ends = np.concatenate([np.arange(16 * g, 16 * g + 16) for g in groups])
+        ends = ends[(ends >= width - 1) & (ends < region.shape[0])]
+        expected = float(limiter._between(views, ends - width + 1).max()) if ends.size else 0.0  # none: 0
+        got = limiter._groups_peak(region, np.array(groups))
+        assert got == pytest.approx(expected, rel=1e-12)

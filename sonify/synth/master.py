@@ -347,15 +347,22 @@ class Limiter:
         band, fine = self._band, 16
         span = band.shape[0]  # 16 + TAPS_PER_PHASE - 1
         lead = span - fine
+        windows = sliding_window_view(region, span, axis=0)  # k: region[k : k + span], (channels, span)
         peak = 0.0
         for at in range(0, groups.size, 4096):
             first = groups[at : at + 4096] * fine - lead  # each group's first sample
-            index = np.clip(first[:, None] + np.arange(span)[None, :], 0, region.shape[0] - 1)
-            rows = region[index].transpose(0, 2, 1).astype(np.float64)  # (groups, channels, span)
-            values = np.abs(rows.reshape(-1, span) @ band).reshape(first.size, -1, fine, 3)
-            ends = first[:, None] + lead + np.arange(fine)[None, :]
-            values *= ((ends >= lead) & (ends < region.shape[0]))[:, None, :, None]  # windows that exist
-            peak = max(peak, float(values.max()))
+            inside = (first >= 0) & (first + span <= region.shape[0])
+            if inside.any():  # all its 16 windows exist: the group's samples copied as they lie
+                rows = windows[first[inside]].astype(np.float64)  # (groups, channels, span)
+                peak = max(peak, float(np.abs(rows.reshape(-1, span) @ band).max()))
+            if not inside.all():  # at the region's edges
+                first = first[~inside]
+                index = np.clip(first[:, None] + np.arange(span)[None, :], 0, region.shape[0] - 1)
+                rows = region[index].transpose(0, 2, 1).astype(np.float64)
+                values = np.abs(rows.reshape(-1, span) @ band).reshape(first.size, -1, fine, 3)
+                ends = first[:, None] + lead + np.arange(fine)[None, :]
+                values *= ((ends >= lead) & (ends < region.shape[0]))[:, None, :, None]  # windows that exist
+                peak = max(peak, float(values.max()))
         return peak
 
     def _needed_gain(self, context: np.ndarray, m: int) -> np.ndarray | None:
