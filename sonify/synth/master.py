@@ -62,13 +62,15 @@ class LoudnessMeter:
         self.count = 0
         self.partial = np.zeros(channels)
         self.filled = 0
-        # Kept from block to block (fresh megabytes each block cost a page fault every 4 kB):
-        # the weighted block and its squares, channels as rows.
+        # Kept from block to block: a few steps of the weighted signal and of their squares,
+        # small enough to stay in the core's cache between the filter, the squares and the sums.
         self._weighted = np.empty(0, dtype=np.float32)
         self._squares = np.empty(0)
 
+    PIECE_STEPS = 8  # steps filtered, squared and summed at a time
+
     def _buffers(self, channels: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
-        """The kept (channels, frames) buffers for the weighted block and its squares."""
+        """The kept (channels, frames) buffers for a piece of the weighted signal and its squares."""
         if self._weighted.size < channels * frames:
             self._weighted = np.empty(channels * frames, dtype=np.float32)
             self._squares = np.empty(channels * frames)
@@ -81,11 +83,21 @@ class LoudnessMeter:
         block = np.asarray(block, dtype=np.float32)
         if block.ndim == 1:
             block = block[:, None]
-        frames, channels = block.shape
+        # A few steps at a time, each piece ending where a step ends (or the block does):
+        # every step is summed over the same values in the same order as in one piece.
+        at = 0
+        while at < block.shape[0]:
+            end = min(block.shape[0], at + self.PIECE_STEPS * self.step - self.filled)
+            self._measure(block[at:end])
+            at = end
+
+    def _measure(self, piece: np.ndarray) -> None:
+        """Weight ``piece`` (frames, channels) and add its squares to the steps."""
+        frames, channels = piece.shape
         weighted, squares = self._buffers(channels, frames)
         # Channels as rows: each filtered along contiguous memory (the engine's blocks are
         # (frames, 2) views of (2, frames) arrays, so this copy reads them in order).
-        np.copyto(weighted, block.T)
+        np.copyto(weighted, piece.T)
         if _sosfilt is not None:
             _sosfilt(self.sos, weighted, self.state)  # in place, the state too
         else:
@@ -220,6 +232,25 @@ def _segment_peaks(x: np.ndarray, size: int) -> np.ndarray:
     return peaks
 
 
+def _in_rows(x: np.ndarray) -> bool:
+    """Whether a (frames, channels) block keeps each channel's frames next to each other
+    (a view of a (channels, frames) array, whether that is its own or a slice of a longer
+    piece's), so that it is read channel by channel."""
+    return x.ndim == 2 and x.shape[1] > 1 and x.strides[0] == x.itemsize
+
+
+def _take(x: np.ndarray, gain: float | None, into: np.ndarray) -> None:
+    """``into`` = ``x`` times ``gain`` (None: a copy), both (frames, channels)."""
+    if _in_rows(x):
+        # The engine's blocks are (frames, 2) views of (2, frames) arrays: read them row
+        # by row (a third of the time of reading two floats from each of two rows).
+        x, into = x.T, into.T
+    if gain is None:
+        into[...] = x
+    else:
+        np.multiply(x, gain, out=into)
+
+
 class Limiter:
     """A look-ahead true-peak limiter for (frames, channels) blocks, state carried across blocks.
 
@@ -316,15 +347,22 @@ class Limiter:
         band, fine = self._band, 16
         span = band.shape[0]  # 16 + TAPS_PER_PHASE - 1
         lead = span - fine
+        windows = sliding_window_view(region, span, axis=0)  # k: region[k : k + span], (channels, span)
         peak = 0.0
         for at in range(0, groups.size, 4096):
             first = groups[at : at + 4096] * fine - lead  # each group's first sample
-            index = np.clip(first[:, None] + np.arange(span)[None, :], 0, region.shape[0] - 1)
-            rows = region[index].transpose(0, 2, 1).astype(np.float64)  # (groups, channels, span)
-            values = np.abs(rows.reshape(-1, span) @ band).reshape(first.size, -1, fine, 3)
-            ends = first[:, None] + lead + np.arange(fine)[None, :]
-            values *= ((ends >= lead) & (ends < region.shape[0]))[:, None, :, None]  # windows that exist
-            peak = max(peak, float(values.max()))
+            inside = (first >= 0) & (first + span <= region.shape[0])
+            if inside.any():  # all its 16 windows exist: the group's samples copied as they lie
+                rows = windows[first[inside]].astype(np.float64)  # (groups, channels, span)
+                peak = max(peak, float(np.abs(rows.reshape(-1, span) @ band).max()))
+            if not inside.all():  # at the region's edges
+                first = first[~inside]
+                index = np.clip(first[:, None] + np.arange(span)[None, :], 0, region.shape[0] - 1)
+                rows = region[index].transpose(0, 2, 1).astype(np.float64)
+                values = np.abs(rows.reshape(-1, span) @ band).reshape(first.size, -1, fine, 3)
+                ends = first[:, None] + lead + np.arange(fine)[None, :]
+                values *= ((ends >= lead) & (ends < region.shape[0]))[:, None, :, None]  # windows that exist
+                peak = max(peak, float(values.max()))
         return peak
 
     def _needed_gain(self, context: np.ndarray, m: int) -> np.ndarray | None:
@@ -364,15 +402,32 @@ class Limiter:
         held = self.input_history.shape[0]
         history = np.empty((held + m, *x.shape[1:]), dtype=np.float32)
         history[:held] = self.input_history
-        into = history[held:]
-        if x.ndim == 2 and not x.flags.c_contiguous and x.T.flags.c_contiguous:
-            # The engine's blocks are (frames, 2) views of (2, frames) arrays: read them row
-            # by row (a third of the time of reading two floats from each of two rows).
-            x, into = x.T, into.T
-        if gain is None:
-            into[...] = x
-        else:
-            np.multiply(x, gain, out=into)
+        _take(x, gain, history[held:])
+        return self._limit(history, m, in_place=False)
+
+    def process_into(self, block: np.ndarray, gain: float | None, piece: np.ndarray, at: int) -> np.ndarray:
+        """``process``, made in the rows of ``piece`` (frames, channels) float32 where the input's
+        frames belong, ``at`` on: the block (times ``gain``) is written at ``at`` after the
+        input held from before it, and the output, rows ``at - delay`` to ``at + m - delay``,
+        is limited there in place and returned (a view of ``piece``). Until the limiter acts,
+        the output is the input already there. Needs ``at`` >= ``held`` rows before the block;
+        the rows before ``at`` it rewrites hold that input (then the output) already, unless
+        the limiter acted: for a piece filled by this limiter's outputs while it never has."""
+        x = np.asarray(block, dtype=np.float32)
+        m, held = x.shape[0], self.input_history.shape[0]
+        history = piece[at - held : at + m]
+        history[:held] = self.input_history
+        _take(x, gain, history[held:])
+        return self._limit(history, m, in_place=True)
+
+    def held(self) -> int:
+        """Input frames kept from one block to the next (the delay line and the interpolator's)."""
+        return self.input_history.shape[0]
+
+    def _limit(self, history: np.ndarray, m: int, in_place: bool) -> np.ndarray:
+        """The output for the last ``m`` frames of ``history`` (the held input, then the
+        block's); ``in_place``: the output is made in ``history``'s rows themselves."""
+        held = self.input_history.shape[0]
         # A long block is first checked the quick way (a live one's 256 frames are not worth it).
         quick = m >= 4096 and not self.engaged and self._clear(history, m)
         needed = None if quick else self._needed_gain(history, m)
@@ -397,7 +452,7 @@ class Limiter:
         gain = moving_average(lows, self.smooth)[-m:]
         self.need_history = need[-self.need_history.size :]
         self.min_history = lows[-self.min_history.size :]
-        return delayed * gain[:, None].astype(np.float32)
+        return np.multiply(delayed, gain[:, None].astype(np.float32), out=delayed if in_place else None)
 
     def flush(self) -> np.ndarray:
         """The last ``lookahead`` of audio still held in the delay line."""
@@ -436,10 +491,18 @@ class Collect:
         if self.frames is not None and self._whole is None:
             self._whole = np.empty((self.frames, self.channels), dtype=np.float32)
 
+    def array(self) -> np.ndarray | None:
+        """The (frames, channels) array the piece is collected in, once begun (None: blocks
+        are kept instead), for a writer that makes the blocks in it: a block written that
+        is already the array's next rows is not copied."""
+        return self._whole if not self.blocks else None
+
     def write(self, block: np.ndarray) -> None:
         n = block.shape[0]
         if self._whole is not None and not self.blocks and self._filled + n <= self._whole.shape[0]:
-            self._whole[self._filled : self._filled + n] = block
+            rows = self._whole[self._filled : self._filled + n]
+            if not _same_rows(block, rows):
+                rows[...] = block
             self._filled += n
             return
         if self._whole is not None and not self.blocks and self._filled:  # longer than said: keep blocks from here
@@ -458,11 +521,28 @@ class Collect:
         return np.concatenate(self.blocks).astype(np.float32, copy=False)
 
 
-def _limited(blocks: Iterable[np.ndarray], gain: np.float32, limiter: Limiter) -> Iterator[np.ndarray]:
-    """``blocks`` times ``gain`` through ``limiter``, without its delay: as many samples out as in."""
-    skip = limiter.delay
-    for block in blocks:
-        out = limiter.process(block, gain)
+def _same_rows(block: np.ndarray, rows: np.ndarray) -> bool:
+    """Whether ``block`` is ``rows`` itself (the same memory, laid out the same way)."""
+    return block.__array_interface__["data"][0] == rows.__array_interface__["data"][0] and block.strides == rows.strides
+
+
+def _limited(
+    blocks: Iterable[np.ndarray], gain: np.float32, limiter: Limiter, piece: Callable[[], np.ndarray | None] = lambda: None
+) -> Iterator[np.ndarray]:
+    """``blocks`` times ``gain`` through ``limiter``, without its delay: as many samples out as in.
+
+    ``piece()``: the (frames, channels) array the output is collected in, if any (asked at
+    the first block); while the limiter has not acted, each block is limited in its rows
+    there (``Limiter.process_into``), so the output is already where it is collected."""
+    skip, at, into = limiter.delay, 0, None
+    for k, block in enumerate(blocks):
+        into = piece() if k == 0 else into
+        m = block.shape[0]
+        if into is not None and not limiter.engaged and limiter.held() <= at and at + m <= into.shape[0]:
+            out = limiter.process_into(block, gain, into, at)
+        else:
+            out = limiter.process(block, gain)
+        at += m
         if skip:
             cut = min(skip, out.shape[0])
             out, skip = out[cut:], skip - cut
@@ -516,7 +596,7 @@ def master_passes(
         limiter = Limiter(sample_rate, ceiling_db, channels=channels)
         gain = np.float32(10.0 ** (gain_db / 20.0))
         heard = _Heard(meter, marks, float(gain), limiter)
-        _pass(_limited(mix(), gain, limiter), sinks, heard)
+        _pass(_limited(mix(), gain, limiter, lambda: _collected_in(sinks)), sinks, heard)
         if not limiter.engaged:
             break  # a pure gain: the loudness is exactly the target
         error = loudness - heard.loudness()
@@ -567,6 +647,11 @@ class _Heard:
         if self.meter is None:  # never acted: a pure gain of the first pass's mix
             return self.first.resumed(self.first.mark(), self.gain).loudness()
         return self.meter.loudness()
+
+
+def _collected_in(sinks: Sequence[BlockSink]) -> np.ndarray | None:
+    """The array a ``Collect`` among ``sinks`` collects the piece in, if one does."""
+    return next((s.array() for s in sinks if isinstance(s, Collect) and s.array() is not None), None)
 
 
 def _pass(blocks: Iterable[np.ndarray], sinks: Sequence[BlockSink], meter: LoudnessMeter | _Heard | None = None) -> None:
