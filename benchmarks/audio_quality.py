@@ -220,7 +220,9 @@ def held_tones(score, settings, rate: int) -> tuple[float, int]:
                     f"{info.name} {group[0].pitch}: {len(playing)} of the held tone's {len(group)} notes found in the engine"
                 )
             for sounding in playing:
-                tone[sounding.start : sounding.end] += sounding.render(0, sounding.end - sounding.start)[: total - sounding.start]
+                sound = np.zeros(sounding.end - sounding.start, dtype=np.float32)
+                sounding.add_to(sound, 0, sound.size)
+                tone[sounding.start : sounding.end] += sound[: total - sounding.start]
             # The reference: the tone as one note from its first start to its last end, alone.
             first = min(group, key=lambda n: n.time)
             end = max(n.time + n.duration for n in group)
