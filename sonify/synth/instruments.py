@@ -35,7 +35,7 @@ def _lowpass(state: dict, x: np.ndarray, cutoff: float, sample_rate: int) -> np.
         b, a = _lowpass_coefficients(cutoff, sample_rate)
         state["lp"] = (b, a, np.zeros(2, dtype=np.float32))
     b, a, zi = state["lp"]
-    y, zf = lfilter(b, a, x.astype(np.float32), zi=zi)
+    y, zf = lfilter(b, a, x.astype(np.float32, copy=False), zi=zi)
     state["lp"] = (b, a, zf)
     return y
 
