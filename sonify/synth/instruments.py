@@ -15,7 +15,7 @@ from scipy.optimize import brentq
 from scipy.signal import butter, lfilter
 from scipy.special import jv
 
-from .dsp import TWO_PI, harmonic_table, phase, saw, square, wavetable
+from .dsp import TWO_PI, harmonic_table, phase, saw, seconds, square, wavetable
 from .voice import Instrument, SoundingNote
 
 
@@ -118,8 +118,7 @@ def _fm(note: SoundingNote, n: np.ndarray, ratio: float, index: float, index_dec
     freq, sr = note.freq, note.sample_rate
 
     def fall(n: np.ndarray, state: dict) -> np.ndarray:
-        t = np.multiply(n, np.float32(1.0 / sr), dtype=np.float32)
-        return np.exp(t * np.float32(-1.0 / index_decay))
+        return np.exp(seconds(n, sr) * np.float32(-1.0 / index_decay))
 
     # The index's fall, the modulator and the carrier's phase are the same for every note
     # of the instrument (of the pitch): read from the shared tones, only the sums are made.
