@@ -531,12 +531,12 @@ def _limited(
 ) -> Iterator[np.ndarray]:
     """``blocks`` times ``gain`` through ``limiter``, without its delay: as many samples out as in.
 
-    ``piece()``: the (frames, channels) array the output is collected in, if any (asked at
-    the first block); while the limiter has not acted, each block is limited in its rows
-    there (``Limiter.process_into``), so the output is already where it is collected."""
-    skip, at, into = limiter.delay, 0, None
-    for k, block in enumerate(blocks):
-        into = piece() if k == 0 else into
+    ``piece()``: the (frames, channels) array the output is collected in, if any (asked when
+    the first block is, after the sinks have begun); while the limiter has not acted, each
+    block is limited in its rows there (``Limiter.process_into``), so the output is already
+    where it is collected."""
+    skip, at, into = limiter.delay, 0, piece()
+    for block in blocks:
         m = block.shape[0]
         if into is not None and not limiter.engaged and limiter.held() <= at and at + m <= into.shape[0]:
             out = limiter.process_into(block, gain, into, at)
@@ -651,7 +651,8 @@ class _Heard:
 
 def _collected_in(sinks: Sequence[BlockSink]) -> np.ndarray | None:
     """The array a ``Collect`` among ``sinks`` collects the piece in, if one does."""
-    return next((s.array() for s in sinks if isinstance(s, Collect) and s.array() is not None), None)
+    arrays = (sink.array() for sink in sinks if isinstance(sink, Collect))
+    return next((array for array in arrays if array is not None), None)
 
 
 def _pass(blocks: Iterable[np.ndarray], sinks: Sequence[BlockSink], meter: LoudnessMeter | _Heard | None = None) -> None:
